@@ -1,0 +1,1 @@
+"""Layer 7: thin commands composing the layers below (one module per subcommand)."""

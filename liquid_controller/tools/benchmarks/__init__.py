@@ -1,0 +1,1 @@
+"""Benchmark suites for `liquid-controller bench` (one module per suite)."""

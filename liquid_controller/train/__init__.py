@@ -1,0 +1,1 @@
+"""Layer 6: the trainer, its configs and model export."""
