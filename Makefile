@@ -38,7 +38,6 @@ bench: setup
 
 # Builds the package the ROS way (colcon, ament_python) in a scratch workspace under build/.
 colcon-check: setup
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-colcon.txt -c constraints.txt
 	rm -rf build/colcon_ws && mkdir -p build/colcon_ws/src && ln -s $(CURDIR) build/colcon_ws/src/liquid_controller
 	cd build/colcon_ws && PATH=$(abspath $(VENV))/bin:$$PATH colcon build --symlink-install --base-paths src
 	test -x build/colcon_ws/install/liquid_controller/lib/liquid_controller/controller_node

@@ -38,7 +38,6 @@ setup(
     maintainer_email='maintainers@liquid-controller.dev',
     description='Liquid neural network driving controller with a BarrierNet safety filter.',
     license='Apache-2.0',
-    tests_require=['pytest'],
     python_requires='>=3.10',
     entry_points={
         'console_scripts': [
