@@ -1,0 +1,157 @@
+"""Closed-loop episode metrics and a reusable episode runner.
+
+``EpisodeMetrics`` accumulates GroundTruth and commands frame by frame; ``summary()`` gives a
+JSON-able dict (lap completion, lateral offset, lane departures, collisions, speed, smoothness) and
+``plot(path)`` draws the driven trajectory over the track map. ``run_episode`` drives any
+``driver_fn(observation, truth) -> (v, w)`` in a DrivingWorld and returns the metrics.
+"""
+import math
+
+import numpy as np
+
+from liquid_controller.errors import InputError
+
+
+class EpisodeMetrics:
+    """Accumulates one episode. ``target_laps`` (optional) scales lap_completion_pct."""
+
+    def __init__(self, track=None, track_map=None, target_laps=None, scene_name=''):
+        self.track = track
+        self.track_map = track_map
+        self.target_laps = target_laps
+        self.scene_name = scene_name
+        self._t, self._x, self._y, self._offset, self._speed = [], [], [], [], []
+        self._in_lane, self._collision, self._v_cmd, self._w_cmd = [], [], [], []
+        self._progress = 0.0
+        self._heading = []
+
+    def update(self, truth, command=None):
+        """Record the truth at a frame and the command (v, w) applied at that frame (or None)."""
+        self._t.append(float(truth.stamp))
+        self._x.append(float(truth.x))
+        self._y.append(float(truth.y))
+        self._offset.append(float(truth.lateral_offset))
+        self._heading.append(float(truth.heading_error))
+        self._speed.append(float(truth.speed))
+        self._in_lane.append(bool(truth.in_lane))
+        self._collision.append(bool(truth.collision))
+        v, w = (math.nan, math.nan) if command is None else (float(command[0]), float(command[1]))
+        self._v_cmd.append(v)
+        self._w_cmd.append(w)
+        self._progress = float(truth.progress_laps)
+
+    @property
+    def laps(self):
+        """Laps driven so far (progress along the centre line)."""
+        return self._progress
+
+    @property
+    def duration(self):
+        """Seconds covered by the recorded frames."""
+        return self._t[-1] - self._t[0] if len(self._t) > 1 else 0.0
+
+    def summary(self):
+        """JSON-able dict of the episode's metrics (SI units)."""
+        n = len(self._t)
+        if n == 0:
+            return {'frames': 0}
+        t = np.asarray(self._t)
+        offset = np.abs(np.asarray(self._offset))
+        in_lane = np.asarray(self._in_lane)
+        collision = np.asarray(self._collision)
+        dt = np.diff(t, prepend=t[0])  # (n,) time since the previous frame, 0 for the first
+        departures = int(np.sum(in_lane[:-1] & ~in_lane[1:])) + int(not in_lane[0])
+        collisions = int(np.sum(~collision[:-1] & collision[1:])) + int(collision[0])
+        w = np.asarray(self._w_cmd)
+        valid = ~np.isnan(w)
+        dw = np.abs(np.diff(w[valid])) / np.maximum(np.diff(t[valid]), 1e-9) if valid.sum() > 1 else []
+        completion = 100.0 * self._progress / self.target_laps if self.target_laps else \
+            100.0 * self._progress
+        return {
+            'scene': self.scene_name,
+            'frames': n,
+            'duration_s': float(t[-1] - t[0]),
+            'laps': float(self._progress),
+            'lap_completion_pct': float(min(100.0, completion) if self.target_laps else completion),
+            'mean_abs_lateral_offset_m': float(offset.mean()),
+            'max_abs_lateral_offset_m': float(offset.max()),
+            'mean_abs_heading_error_rad': float(np.abs(self._heading).mean()),
+            'lane_departures': departures,
+            'time_outside_lane_s': float(dt[~in_lane].sum()),
+            'collisions': collisions,
+            'mean_speed_mps': float(np.mean(self._speed)),
+            'smoothness_mean_abs_dw_dt': float(np.mean(dw)) if len(dw) else 0.0,
+        }
+
+    def plot(self, path, title=None):
+        """Write a PNG of the trajectory (coloured by |lateral offset|) over the track map."""
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(8, 6), dpi=100)
+        if self.track_map is not None:
+            tm = self.track_map
+            w_m, h_m = tm.size
+            x0, y0 = tm.xmin - tm.resolution / 2, tm.ymin - tm.resolution / 2
+            ax.imshow(tm.image, origin='lower', extent=(x0, x0 + w_m, y0, y0 + h_m))
+        elif self.track is not None:
+            ax.plot(self.track.points[:, 0], self.track.points[:, 1], 'k--', lw=1)
+        if self._x:
+            sc = ax.scatter(self._x, self._y, c=np.abs(self._offset), s=4, cmap='plasma')
+            fig.colorbar(sc, ax=ax, label='|lateral offset| (m)')
+            out = ~np.asarray(self._in_lane)
+            if out.any():
+                ax.scatter(np.asarray(self._x)[out], np.asarray(self._y)[out], marker='x', s=12,
+                           c='red', label='outside lane')
+                ax.legend(loc='upper right')
+            ax.plot(self._x[0], self._y[0], 'go', ms=8)
+        s = self.summary()
+        ax.set_title(title or f'{self.scene_name}: {s.get("laps", 0):.2f} laps, '
+                     f'mean |offset| {s.get("mean_abs_lateral_offset_m", 0):.3f} m, '
+                     f'departures {s.get("lane_departures", 0)}')
+        ax.set_xlabel('x (m)')
+        ax.set_ylabel('y (m)')
+        ax.set_aspect('equal')
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+        return path
+
+
+def run_episode(world, driver_fn, scene='summer', laps=None, seconds=None, seed=0, start=0.0,
+                max_seconds=600.0, stop_on_collision=False, progress=False):
+    """Drive ``driver_fn(observation, truth) -> (v, w)`` in ``world`` until ``laps`` laps are
+    completed or ``seconds`` of simulated time pass (give at least one; both: whichever first).
+
+    Returns the EpisodeMetrics (with target_laps = laps). ``max_seconds`` caps a lap run that never
+    finishes; ``progress`` shows a tqdm bar of simulated seconds.
+    """
+    if laps is None and seconds is None:
+        raise InputError('laps', laps, 'give laps or seconds (or both)')
+    if laps is not None and not (isinstance(laps, (int, float)) and laps > 0):
+        raise InputError('laps', laps, 'must be a positive number')
+    if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0):
+        raise InputError('seconds', seconds, 'must be a positive number')
+    limit = min(seconds if seconds is not None else math.inf, max_seconds)
+    observation = world.reset(scene=scene, seed=seed, start=start)
+    truth = world.last_truth
+    metrics = EpisodeMetrics(world.track, world.track_map, target_laps=laps,
+                             scene_name=world.scene.name)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=round(limit, 1) if math.isfinite(limit) else None, unit='sim s')
+    while True:
+        command = driver_fn(observation, truth)
+        metrics.update(truth, command)
+        if laps is not None and truth.progress_laps >= laps:
+            break
+        if truth.stamp >= limit - 1e-9 or (stop_on_collision and truth.collision):
+            break
+        result = world.step(command)
+        observation, truth = result.observation, result.truth
+        if bar is not None:
+            bar.update(world.frame_period)
+    if bar is not None:
+        bar.close()
+    return metrics
