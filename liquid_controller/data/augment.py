@@ -1,0 +1,83 @@
+"""Training-time image augmentation on batches of sequences (torch, runs on the training device).
+
+Photometric changes (brightness, contrast, per-channel colour gain) are drawn once per sequence and
+held over its frames: lighting changes slowly, and a flickering sequence would teach the recurrent
+core to ignore time. Gaussian pixel noise is drawn per frame (sensor noise). Recovery data is not
+synthesised here: the expert's recorded perturbations already put recovery manoeuvres in the commands.
+"""
+from dataclasses import asdict, dataclass, fields
+
+import torch
+
+from liquid_controller.errors import InputError
+
+
+@dataclass
+class AugmentConfig:
+    """Augmentation strengths. 0 switches a term off.
+
+    brightness: additive offset drawn from U(-b, b) (image units, [0, 1] range).
+    contrast: factor drawn from U(1-c, 1+c) about each frame's mean.
+    colour: per-channel gain drawn from U(1-g, 1+g).
+    noise_std: standard deviation of additive Gaussian pixel noise, drawn per sequence from U(0, s).
+    probability: chance that a sequence is augmented at all (the rest are seen clean).
+    """
+
+    brightness: float = 0.2
+    contrast: float = 0.3
+    colour: float = 0.1
+    noise_std: float = 0.03
+    probability: float = 0.8
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InputError(f'augment.{f.name}', value, 'expected a number')
+            value = float(value)
+            setattr(self, f.name, value)
+            if not 0.0 <= value <= 1.0:
+                raise InputError(f'augment.{f.name}', value, 'must be in [0, 1]')
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        if not isinstance(data, dict):
+            raise InputError('augment', data, 'expected a mapping')
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise InputError('augment', sorted(unknown), f'unknown keys; expected a subset of {sorted(known)}')
+        return cls(**data)
+
+
+def augment_images(images, config: AugmentConfig, generator=None):
+    """images (B, T, 3, H, W) float in [0, 1] -> augmented copy, same shape, clamped to [0, 1]."""
+    if images.dim() != 5 or images.shape[2] != 3:
+        raise InputError('images', tuple(images.shape), 'expected (B, T, 3, H, W)')
+    b = images.shape[0]
+    dev, dtype = images.device, images.dtype
+
+    def uniform(*shape, low, high):
+        r = torch.rand(*shape, generator=generator, device='cpu', dtype=torch.float32)
+        return (low + (high - low) * r).to(device=dev, dtype=dtype)
+
+    apply = (uniform(b, 1, 1, 1, 1, low=0.0, high=1.0) < config.probability).to(dtype)  # (B,1,1,1,1)
+    out = images
+    if config.contrast > 0:
+        c = uniform(b, 1, 1, 1, 1, low=1 - config.contrast, high=1 + config.contrast)
+        mean = out.mean(dim=(2, 3, 4), keepdim=True)                                    # (B,T,1,1,1)
+        out = mean + (out - mean) * (1 + apply * (c - 1))
+    if config.colour > 0:
+        g = uniform(b, 1, 3, 1, 1, low=1 - config.colour, high=1 + config.colour)
+        out = out * (1 + apply * (g - 1))
+    if config.brightness > 0:
+        off = uniform(b, 1, 1, 1, 1, low=-config.brightness, high=config.brightness)
+        out = out + apply * off
+    if config.noise_std > 0:
+        sigma = uniform(b, 1, 1, 1, 1, low=0.0, high=config.noise_std) * apply
+        noise = torch.randn(out.shape, generator=generator, device='cpu', dtype=torch.float32)
+        out = out + sigma * noise.to(device=dev, dtype=dtype)
+    return out.clamp(0.0, 1.0)
