@@ -1,0 +1,188 @@
+"""Compare several models in closed loop: same scenes, same seeds, same end conditions, one table.
+
+Every model is driven through the runtime Controller by :mod:`liquid_controller.train.evaluate`. Rows:
+one per (model, image-noise level, scene). Noise level 0 runs on every scene; the added Gaussian image
+noise levels (robustness to input noise) run on ``noise_scenes`` (default: the first scene, the training
+scene) to keep the cost bounded. Optionally the privileged expert is added as a reference row.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+from liquid_controller.errors import InputError
+from liquid_controller.train.evaluate import (ControllerDriver, EvalConfig, ExpertDriverAdapter,
+                                              check_scene, evaluate_driver)
+
+TABLE_COLUMNS = (
+    ('model', 'Model'), ('core', 'Core'), ('liquid_neurons', 'Liquid neurons'),
+    ('parameters', 'Parameters'), ('scene', 'Scene'), ('image_noise_std', 'Image noise std'),
+    ('lap_completion_pct', 'Completion %'), ('mean_abs_lateral_offset_m', 'Mean abs offset (m)'),
+    ('lane_departures', 'Departures'), ('collisions', 'Collisions'),
+    ('filter_interventions', 'Filter interventions'), ('step_p50_us', 'Step p50 (us)'),
+)
+
+
+def _noise_levels(levels):
+    out = []
+    for level in levels:
+        if not isinstance(level, (int, float)) or isinstance(level, bool) or not math.isfinite(level) \
+                or level < 0:
+            raise InputError('noise', level, 'every image-noise level must be a finite number >= 0')
+        out.append(float(level))
+    if len(set(out)) != len(out):
+        raise InputError('noise', levels, 'noise levels must be distinct')
+    return tuple(sorted(out))
+
+
+def compare_models(models, config, noise_levels=(0.0,), noise_scenes=None, out_dir=None, progress=True,
+                   include_expert=False, command=None, workers=1):
+    """Evaluate every model (names or paths) with ``config`` (EvalConfig; its image_noise_std is
+    replaced by each of ``noise_levels``). All model files are loaded first, so a missing one fails
+    before any driving. Returns the JSON-able comparison (``rows``, ``models``, ``evaluations``); with
+    ``out_dir`` also writes ``compare.json``, ``compare.md`` and the per-model evaluations and plots.
+    ``workers``: processes per evaluation (see :func:`~liquid_controller.train.evaluate.evaluate_driver`).
+    """
+    if not models and not include_expert:
+        raise InputError('models', models, 'give at least one model')
+    levels = _noise_levels(noise_levels)
+    noise_scenes = tuple(noise_scenes) if noise_scenes else config.scenes[:1]
+    for scene in noise_scenes:
+        check_scene(scene)
+    drivers = [ControllerDriver(m) for m in models]  # raises ModelFileError naming a bad model
+    if include_expert:
+        drivers.append(ExpertDriverAdapter())
+    labels = _unique_labels([d.name for d in drivers])
+    out_dir = Path(out_dir) if out_dir is not None else None
+    rows, evaluations, infos = [], {}, []
+    wall0 = time.perf_counter()
+    for driver, label in zip(drivers, labels):
+        info = dict(driver.info(), label=label)
+        infos.append(info)
+        # the expert does not look at the image: added image noise would change nothing
+        driver_levels = levels if driver.needs_image else tuple(v for v in levels if v == 0.0) or (0.0,)
+        for level in driver_levels:
+            scenes = config.scenes if level == 0.0 else noise_scenes
+            cfg = dataclasses.replace(config, image_noise_std=level, scenes=scenes)
+            key = f'{label}@noise{level:g}'
+            report = evaluate_driver(driver, cfg, out_dir=out_dir / 'evaluations' if out_dir else None,
+                                     progress=progress, label=key.replace('@', '_'), workers=workers)
+            evaluations[key] = report
+            for scene, agg in report['scenes'].items():
+                rows.append(_row(info, scene, level, agg))
+    result = {
+        'command': command,
+        'created_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+        'config': config.to_dict(),
+        'noise_levels': list(levels),
+        'noise_scenes': list(noise_scenes),
+        'models': infos,
+        'rows': rows,
+        'evaluations': evaluations,
+        'wall_s': time.perf_counter() - wall0,
+    }
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / 'compare.json').write_text(json.dumps(result, indent=1) + '\n')
+        (out_dir / 'compare.md').write_text(format_markdown(result) + '\n')
+        result['json'] = str(out_dir / 'compare.json')
+        result['markdown'] = str(out_dir / 'compare.md')
+    return result
+
+
+def _unique_labels(names):
+    seen, out = {}, []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f'{name}#{seen[name]}')
+    return out
+
+
+def _row(info, scene, level, agg):
+    return {
+        'model': info['label'], 'core': info.get('core'), 'liquid_neurons': info.get('liquid_neurons'),
+        'parameters': info.get('parameters'), 'untrained': bool(info.get('untrained')),
+        'scene': scene, 'image_noise_std': level,
+        'episodes': agg['episodes'], 'completed_episodes': agg['completed_episodes'],
+        'lap_completion_pct': agg['lap_completion_pct'],
+        'mean_abs_lateral_offset_m': agg['mean_abs_lateral_offset_m'],
+        'max_abs_lateral_offset_m': agg['max_abs_lateral_offset_m'],
+        'lane_departures': agg['lane_departures'], 'collisions': agg['collisions'],
+        'off_road_ends': agg['off_road_ends'],
+        'filter_interventions': agg['filter_interventions'],
+        'filter_intervention_rate': agg['filter_intervention_rate'],
+        'step_p50_us': agg['step_time_us']['p50'],
+        'step_p95_us': agg['step_time_us']['p95'],
+    }
+
+
+def _cell(key, value):
+    if value is None:
+        return '-'
+    if key == 'lap_completion_pct':
+        return f'{value:.1f}'
+    if key == 'mean_abs_lateral_offset_m':
+        return f'{value:.3f}'
+    if key == 'step_p50_us':
+        return f'{value:.0f}'
+    if key == 'image_noise_std':
+        return f'{value:g}'
+    if key == 'parameters':
+        return f'{value:,}' if value else '-'
+    return str(value)
+
+
+def format_markdown(result):
+    """The comparison as one markdown table (one row per model, noise level and scene)."""
+    head = [title for _, title in TABLE_COLUMNS]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '|'.join('---' for _ in head) + '|']
+    for row in result['rows']:
+        cells = [_cell(k, row.get(k)) for k, _ in TABLE_COLUMNS]
+        if row.get('untrained'):
+            cells[0] += ' (untrained)'
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    cfg = result['config']
+    lines.append('')
+    lines.append(f"{cfg['laps']:g} lap(s) per episode, seeds {cfg['seeds']}, time limit "
+                 f"{cfg['max_seconds'] or cfg['seconds_per_lap'] * cfg['laps']:g} s; completion and mean "
+                 f"abs offset are means over seeds, departures, collisions and interventions are totals; "
+                 f"step p50 = median Controller.step time (preprocess + policy + safety filter).")
+    return '\n'.join(lines)
+
+
+def format_table(result):
+    """Fixed-width text version of :func:`format_markdown` for the terminal."""
+    from liquid_controller.train.evaluate import _table
+    rows = []
+    for row in result['rows']:
+        cells = [_cell(k, row.get(k)) for k, _ in TABLE_COLUMNS]
+        if row.get('untrained'):
+            cells[0] += ' (untrained)'
+        rows.append(cells)
+    short = ('model', 'core', 'liquid', 'params', 'scene', 'noise', 'compl %', 'mean|off| m', 'depart',
+             'collide', 'interv', 'p50 us')
+    return _table(short, rows)
+
+
+def load_compare(path):
+    """Read a compare JSON written by :func:`compare_models` (InputError naming the file if not)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError('compare json', str(path), f'cannot read: {exc}') from exc
+    if not isinstance(data, dict) or 'rows' not in data or 'models' not in data:
+        raise InputError('compare json', str(path), 'not a comparison written by liquid-controller compare')
+    return data
+
+
+def eval_config_from_args(scenes, laps, seeds, seconds_per_lap=90.0, max_seconds=None, plots=True):
+    """EvalConfig from command-line style values (comma-separated text or sequences)."""
+    from liquid_controller.train.evaluate import parse_list
+    scenes = parse_list(scenes, 'scenes') if isinstance(scenes, str) else tuple(scenes)
+    seeds = parse_list(seeds, 'seeds', int) if isinstance(seeds, str) else tuple(seeds)
+    return EvalConfig(scenes=scenes, laps=laps, seeds=seeds, seconds_per_lap=seconds_per_lap,
+                      max_seconds=max_seconds, plots=plots)
