@@ -33,6 +33,7 @@ test-slow: setup
 	$(PY) -m pytest -m slow -q $(PYTEST_ARGS)
 
 bench: setup
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-bench.txt
 	mkdir -p bench/results
 	$(CLI) bench all --json bench/results/bench.json
 
