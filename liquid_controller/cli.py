@@ -10,7 +10,16 @@ import sys
 
 # subcommand -> module under liquid_controller.tools providing register(subparsers)
 TOOLS = {
+    'train': 'train',
     'bench': 'bench',
+    'bringup': 'bringup',
+    'demo': 'demo',
+    'record': 'record',
+    'replay': 'replay',
+    'play': 'play',
+    'evaluate': 'evaluate',
+    'compare': 'compare',
+    'explain': 'explain',
 }
 
 

@@ -14,7 +14,12 @@ import torch
 
 # suite name -> module in liquid_controller.tools.benchmarks
 SUITES = {
+    'safety': 'safety',
+    'train': 'train',
     'core': 'core',
+    'sim': 'sim',
+    'latency': 'latency',
+    'replay': 'replay',
 }
 
 

@@ -1,0 +1,152 @@
+"""Image and IMU preprocessing shared by the live node, bag replay, evaluation and training.
+
+One definition of the network's input so that what the robot feeds the policy is exactly what the
+policy was trained on:
+
+- image: (H, W, 3) uint8 RGB -> float32 tensor (1, 3, H, W) in [0, 1] (x / 255). Optional resizing
+  (area averaging) for cameras whose native size differs from the model's.
+- IMU: the samples of one frame window -> 6 features: mean angular velocity xyz (rad/s) and mean linear
+  acceleration xyz (m/s^2), then normalised with the model card's mean/std.
+
+Every function validates its input and raises :class:`~liquid_controller.errors.InputError` naming the
+argument; nothing returns a silently wrong result.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from liquid_controller.errors import InputError
+
+MAX_IMAGE_PIXELS = 4096 * 4096  # anything larger is refused before any allocation
+
+
+@dataclass
+class ImuWindow:
+    """IMU samples that arrived for one camera frame (all arrays share the first dimension N).
+
+    stamps (N,) s, angular_velocity (N, 3) rad/s, linear_acceleration (N, 3) m/s^2.
+    """
+    stamps: np.ndarray
+    angular_velocity: np.ndarray
+    linear_acceleration: np.ndarray
+
+    @classmethod
+    def empty(cls):
+        return cls(np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3)))
+
+    def __len__(self):
+        return int(np.asarray(self.stamps).shape[0]) if np.ndim(self.stamps) else 0
+
+
+def image_to_tensor(frame, height, width, *, resize=False):
+    """Validate an RGB frame and return the network input.
+
+    frame: (H, W, 3) uint8. Returns float32 tensor (1, 3, height, width) in [0, 1].
+    With ``resize`` False a frame of another size is an InputError; with True it is area-resampled.
+    """
+    if not isinstance(frame, np.ndarray):
+        raise InputError('frame', type(frame).__name__, 'must be a numpy array (H, W, 3) uint8')
+    if frame.dtype != np.uint8:
+        raise InputError('frame.dtype', str(frame.dtype), 'must be uint8 RGB')
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise InputError('frame.shape', frame.shape, 'must be (H, W, 3) RGB')
+    h, w = int(frame.shape[0]), int(frame.shape[1])
+    if h == 0 or w == 0 or h * w > MAX_IMAGE_PIXELS:
+        raise InputError('frame.shape', frame.shape, f'image size out of range (1..{MAX_IMAGE_PIXELS} px)')
+    if (h, w) != (int(height), int(width)) and not resize:
+        raise InputError('frame.shape', frame.shape,
+                         f'model expects {height}x{width} (HxW); enable resizing or fix the camera')
+    if not frame.flags.writeable:  # e.g. decoded by PIL; torch warns on read-only memory
+        frame = frame.copy()
+    x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).unsqueeze(0)  # (1,3,H,W) uint8
+    x = x.to(torch.float32).div_(255.0)
+    if (h, w) != (int(height), int(width)):
+        x = F.interpolate(x, size=(int(height), int(width)), mode='area')  # (1,3,height,width)
+    return x
+
+
+def validate_imu_window(window):
+    """Check shapes and finiteness of an :class:`ImuWindow`; returns float64 arrays
+    (stamps (N,), gyro (N,3), accel (N,3))."""
+    if window is None:
+        return np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3))
+    try:
+        stamps = np.asarray(window.stamps, dtype=np.float64).reshape(-1)
+        gyro = np.asarray(window.angular_velocity, dtype=np.float64)
+        accel = np.asarray(window.linear_acceleration, dtype=np.float64)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise InputError('imu', type(window).__name__, f'not an IMU window: {exc}') from exc
+    n = stamps.shape[0]
+    if gyro.shape != (n, 3):
+        raise InputError('imu.angular_velocity.shape', gyro.shape, f'must be ({n}, 3)')
+    if accel.shape != (n, 3):
+        raise InputError('imu.linear_acceleration.shape', accel.shape, f'must be ({n}, 3)')
+    if not np.isfinite(stamps).all():
+        raise InputError('imu.stamps', stamps[~np.isfinite(stamps)][:3], 'must be finite')
+    if not np.isfinite(gyro).all():
+        raise InputError('imu.angular_velocity', gyro[~np.isfinite(gyro).all(axis=1)][:1],
+                         'contains NaN or Inf')
+    if not np.isfinite(accel).all():
+        raise InputError('imu.linear_acceleration', accel[~np.isfinite(accel).all(axis=1)][:1],
+                         'contains NaN or Inf')
+    return stamps, gyro, accel
+
+
+def imu_features(window, mean=None, std=None):
+    """Mean gyro xyz and mean accel xyz over the window, normalised: (f - mean) / std.
+
+    Returns float32 array (6,). An empty window is an InputError (the caller decides what to hold).
+    """
+    stamps, gyro, accel = validate_imu_window(window)
+    if stamps.shape[0] == 0:
+        raise InputError('imu', 0, 'no IMU samples in this frame window')
+    f = np.concatenate([gyro.mean(axis=0), accel.mean(axis=0)])  # (6,)
+    if mean is not None:
+        f = f - np.asarray(mean, dtype=np.float64)
+    if std is not None:
+        f = f / np.asarray(std, dtype=np.float64)
+    return f.astype(np.float32)
+
+
+def images_to_tensor(frames):
+    """Batch/sequence version for training and replay: uint8 (..., H, W, 3) -> float32 (..., 3, H, W)
+    in [0, 1]; same normalisation as :func:`image_to_tensor`."""
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim < 3 or frames.shape[-1] != 3:
+        raise InputError('frames', frames.shape, 'must be uint8 (..., H, W, 3)')
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(torch.float32).div_(255.0)
+    return x.movedim(-1, -3)  # (..., 3, H, W)
+
+
+def forward_distance(ranges, angle_min, angle_increment, range_min, range_max, half_angle):
+    """Nearest obstacle ahead from a planar scan (sensor_msgs/LaserScan fields, REP-117 semantics).
+
+    Returns the smallest valid range among beams with |angle| <= half_angle (rad), or +inf when no
+    beam there sees anything. Readings outside [range_min, range_max], NaN and +inf are "no return";
+    -inf (too close, REP-117) counts as range_min. Raises InputError for malformed fields.
+    """
+    try:
+        r = np.asarray(ranges, dtype=np.float64).reshape(-1)
+        a0, da = float(angle_min), float(angle_increment)
+        lo, hi, half = float(range_min), float(range_max), float(half_angle)
+    except (TypeError, ValueError) as exc:
+        raise InputError('scan', type(ranges).__name__, f'malformed scan: {exc}') from None
+    for name, v in (('angle_min', a0), ('angle_increment', da), ('range_min', lo),
+                    ('range_max', hi), ('half_angle', half)):
+        if not np.isfinite(v):
+            raise InputError(f'scan.{name}', v, 'must be finite')
+    if r.size == 0:
+        raise InputError('scan.ranges', 0, 'empty scan')
+    if da == 0.0 and r.size > 1:
+        raise InputError('scan.angle_increment', da, 'must be non-zero for more than one beam')
+    if not 0.0 <= lo < hi:
+        raise InputError('scan.range_min', (lo, hi), 'need 0 <= range_min < range_max')
+    angles = a0 + da * np.arange(r.size)                    # (N,) beam angles, x forward
+    ahead = np.abs(np.arctan2(np.sin(angles), np.cos(angles))) <= half
+    r = np.where(np.isneginf(r), lo, r)                      # REP-117: -inf = closer than range_min
+    valid = ahead & np.isfinite(r) & (r >= lo) & (r <= hi)
+    return float(r[valid].min()) if valid.any() else float('inf')

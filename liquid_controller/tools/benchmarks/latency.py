@@ -1,0 +1,222 @@
+"""Benchmark `latency`: end-to-end image publish -> cmd_vel receipt over real DDS, next to the DDS floor.
+
+Both phases run in the same invocation, one after the other, with the same publisher (this process),
+the same 64x128 rgb8 frames at 30 Hz (plus 200 Hz IMU samples), between separate processes:
+
+1. floor: an echo node (a subprocess) republishes every image unchanged; latency = publish -> echo
+   receipt. This is what DDS alone costs for a frame there and a message back. IMU samples (200 Hz)
+   are published spread over each frame period, as a real IMU's would be, in both phases.
+2. controller: ``controller_node`` (the installed executable, activated over its lifecycle service)
+   receives the same stream; latency = image publish -> cmd_vel receipt.
+
+Reported: p50 / p99 / max of both and the difference of the p99s (target: <= 5 ms at 30 Hz), plus the
+controller's own per-stage times (decode, preprocess, policy, filter) read from its /diagnostics.
+Clocks: CLOCK_MONOTONIC is system-wide on Linux, so times taken in different processes compare.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TARGET_P99_MARGIN_MS = 5.0
+RATE_HZ = 30.0
+
+
+def _percentiles(values_s):
+    a = np.asarray(values_s, dtype=np.float64) * 1e3
+    if a.size == 0:
+        return {'n': 0, 'p50_ms': float('nan'), 'p99_ms': float('nan'), 'max_ms': float('nan')}
+    return {'n': int(a.size), 'p50_ms': float(np.percentile(a, 50)), 'p99_ms': float(np.percentile(a, 99)),
+            'max_ms': float(a.max()), 'mean_ms': float(a.mean())}
+
+
+def echo_main():
+    """The echo node (run as a subprocess): camera/image_raw -> camera/echo, unchanged."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+    from sensor_msgs.msg import Image
+
+    from liquid_controller.ros import qos
+    rclpy.init()
+    node = rclpy.create_node('latency_echo')
+    pub = node.create_publisher(Image, 'camera/echo', qos.image_qos(1))
+    node.create_subscription(Image, 'camera/image_raw', pub.publish, qos.image_qos(1))
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+class _Driver:
+    """Publishes frames + IMU at RATE_HZ and timestamps the replies (echo or cmd_vel)."""
+
+    def __init__(self, node):
+        from geometry_msgs.msg import TwistStamped
+        from diagnostic_msgs.msg import DiagnosticArray
+        from sensor_msgs.msg import Image, Imu
+
+        from liquid_controller.ros import qos
+        self.node = node
+        self.pub_image = node.create_publisher(Image, 'camera/image_raw', qos.image_qos(1))
+        self.pub_imu = node.create_publisher(Imu, 'imu/data', qos.imu_qos())
+        self.sent = {}      # sequence -> publish time (monotonic)
+        self.replies = []   # (kind, receive time)
+        self.diag = None
+        node.create_subscription(Image, 'camera/echo', lambda m: self._reply('echo'), qos.image_qos(1))
+        node.create_subscription(TwistStamped, 'cmd_vel', lambda m: self._reply('cmd'),
+                                 qos.command_qos(10))
+        node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, qos.state_qos())
+        rng = np.random.default_rng(0)
+        self.frames = [rng.integers(0, 255, (64, 128, 3), dtype=np.uint8) for _ in range(8)]
+
+    def _reply(self, kind):
+        self.replies.append((kind, time.monotonic()))
+
+    def _on_diag(self, msg):
+        for status in msg.status:
+            if status.name.endswith(': controller'):
+                self.diag = status
+
+    def run(self, executor, frames, kind):
+        """Publish ``frames`` frames at RATE_HZ with 200 Hz IMU samples spread over each period (as a
+        real IMU would be); return latencies (s) of the first reply of ``kind`` to each frame."""
+        from liquid_controller.ros import convert
+        period = 1.0 / RATE_HZ
+        imu_per_frame = 6
+        latencies = []
+        t_next = time.monotonic()
+        t0_wall = time.time()
+        for i in range(frames):
+            stamp = t0_wall + i * period
+            msg = convert.encode_image(self.frames[i % len(self.frames)], stamp)
+            self.replies.clear()
+            t_pub = time.monotonic()
+            self.pub_image.publish(msg)
+            t_frame = t_next
+            t_next += period
+            got, k = None, 0
+            while time.monotonic() < t_next:
+                # IMU samples of the next frame's window, each published at its own time
+                while k < imu_per_frame and time.monotonic() >= t_frame + (k + 1) * period / (imu_per_frame + 1):
+                    s = stamp + (k + 1) * period / imu_per_frame
+                    self.pub_imu.publish(convert.encode_imu(s, (0.0, 0.0, 0.0), (0.0, 0.0, 9.81)))
+                    k += 1
+                executor.spin_once(timeout_sec=max(0.0, min(0.002, t_next - time.monotonic())))
+                if got is None:
+                    for kind_, t in self.replies:
+                        if kind_ == kind:
+                            got = t - t_pub
+                            break
+            if got is not None:
+                latencies.append(got)
+        return latencies
+
+
+def _wait_for(executor, cond, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not cond():
+        executor.spin_once(timeout_sec=0.05)
+    return cond()
+
+
+def run(args):
+    """Both phases; returns the results dict (also used by format_table)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from liquid_controller.ros.lifecycle_client import LifecycleClient
+    from liquid_controller.ros.processes import find_executable, ros_args
+    from liquid_controller.runtime.model_file import best_available_model, create_random_model
+    frames = 150 if getattr(args, 'quick', False) else 900
+    env = dict(os.environ)
+    env.setdefault('ROS_DOMAIN_ID', str(50 + os.getpid() % 40))
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    os.environ.update({k: env[k] for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE')})
+    tmp = Path(tempfile.mkdtemp(prefix='lc-latency-'))
+    best = best_available_model()
+    model = str(best[0]) if best else str(tmp / 'random.json')
+    if not best:
+        create_random_model(model)
+    results = {'rate_hz': RATE_HZ, 'frames': frames, 'image': '64x128 rgb8', 'model': Path(model).stem}
+    rclpy.init()
+    node = rclpy.create_node('latency_driver')
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    driver = _Driver(node)
+    procs = []
+    try:
+        # --- phase 1: DDS echo floor
+        echo = subprocess.Popen([sys.executable, '-m', 'liquid_controller.tools.benchmarks.latency',
+                                 '--echo'], env=env, start_new_session=True)
+        procs.append(echo)
+        _wait_for(executor, lambda: node.count_subscribers('camera/image_raw') > 0, 30.0)
+        driver.run(executor, 30, 'echo')  # warm-up (discovery, first allocations)
+        results['floor'] = _percentiles(driver.run(executor, frames, 'echo'))
+        echo.send_signal(2)
+        echo.wait(10)
+        procs.remove(echo)
+        _wait_for(executor, lambda: node.count_subscribers('camera/image_raw') == 0, 10.0)
+        # --- phase 2: controller
+        ctl = subprocess.Popen([find_executable('controller_node')] + ros_args(
+            'controller', params={'model': model, 'use_odometry': False, 'diagnostics_period': 0.5}),
+            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        procs.append(ctl)
+        LifecycleClient(node, '/controller', executor).bring_up(120.0)
+        driver.run(executor, 30, 'cmd')
+        results['controller'] = _percentiles(driver.run(executor, frames, 'cmd'))
+        _wait_for(executor, lambda: driver.diag is not None, 5.0)
+        if driver.diag is not None:
+            values = {kv.key: kv.value for kv in driver.diag.values}
+            results['stages_p50_ms'] = {k.split('.')[1]: float(v) for k, v in values.items()
+                                        if k.startswith('stage_ms.') and v not in ('"nan"',)}
+            results['controller_internal_p99_ms'] = float(values.get('latency_ms.p99', 'nan'))
+    finally:
+        for p in procs:
+            p.send_signal(2)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        executor.remove_node(node)
+        node.destroy_node()
+        rclpy.shutdown()
+    f, c = results['floor'], results['controller']
+    results['p99_above_floor_ms'] = c['p99_ms'] - f['p99_ms']
+    results['p50_above_floor_ms'] = c['p50_ms'] - f['p50_ms']
+    results['target_p99_above_floor_ms'] = TARGET_P99_MARGIN_MS
+    results['meets_target'] = bool(results['p99_above_floor_ms'] <= TARGET_P99_MARGIN_MS)
+    results['lost_replies'] = {'floor': frames - f['n'], 'controller': frames - c['n']}
+    return results
+
+
+def format_table(results):
+    f, c = results['floor'], results['controller']
+    lines = [f"end-to-end latency at {results['rate_hz']:.0f} Hz, {results['image']}, "
+             f"{results['frames']} frames per phase (model {results['model']})",
+             f"{'path':<34}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'n':>6}",
+             f"{'DDS echo floor (image -> echo)':<34}{f['p50_ms']:>9.2f}{f['p99_ms']:>9.2f}"
+             f"{f['max_ms']:>9.2f}{f['n']:>6}",
+             f"{'controller (image -> cmd_vel)':<34}{c['p50_ms']:>9.2f}{c['p99_ms']:>9.2f}"
+             f"{c['max_ms']:>9.2f}{c['n']:>6}",
+             f"p99 above floor: {results['p99_above_floor_ms']:.2f} ms (target <= "
+             f"{results['target_p99_above_floor_ms']:.0f} ms: "
+             f"{'met' if results['meets_target'] else 'NOT met'})"]
+    if results.get('stages_p50_ms'):
+        lines.append('controller stages p50 (ms): ' + ', '.join(
+            f'{k} {v:.2f}' for k, v in results['stages_p50_ms'].items()))
+    return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+    if '--echo' in sys.argv:
+        echo_main()

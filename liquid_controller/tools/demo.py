@@ -1,0 +1,177 @@
+"""`liquid-controller demo` (`make demo`): the whole robot loop over real DDS on the embedded simulator.
+
+Starts ``sim_node`` (MuJoCo world) and ``controller_node`` (liquid policy + BarrierNet filter) as
+separate processes, brings the controller to active over its lifecycle service, drives for a number of
+laps (or a time limit), then prints the closed-loop metrics table (from sim_node's ground truth) and
+writes into the output folder: ``trajectory.png``, ``camera.gif`` (camera with the command overlaid),
+``metrics.json`` and the node logs.
+
+The model is the best one in models/ (trained beats untrained). When no trained model exists the demo
+says so loudly and uses an UNTRAINED random-weight model: the pipeline runs, but the car will not drive
+well, and the metrics show it.
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+BANNER = '!' * 78
+
+
+def register(sub):
+    """Add the `demo` subcommand."""
+    p = sub.add_parser('demo', help='closed loop over DDS: sim_node + controller, metrics, plot, GIF')
+    p.add_argument('--model', default='', help='model name or path (default: best in models/)')
+    p.add_argument('--scene', default='summer', help='simulator scene')
+    p.add_argument('--laps', type=float, default=2.0, help='stop after this many laps')
+    p.add_argument('--max-seconds', type=float, default=120.0, help='stop after this much sim time')
+    p.add_argument('--real-time-factor', type=float, default=1.0,
+                   help='simulation speed (1 = real time, as on a robot)')
+    p.add_argument('--out', default='out/demo', help='output folder')
+    p.add_argument('--gif-frames', type=int, default=100, help='camera frames kept for the GIF (the last ones)')
+    p.set_defaults(func=run)
+
+
+def choose_model(requested, out_dir):
+    """(model path, card, warning or ''): the requested model, else the best in models/, else a fresh
+    untrained one written into ``out_dir``."""
+    from liquid_controller.runtime.model_file import (best_available_model, create_random_model,
+                                                      read_card)
+    if requested:
+        card = read_card(requested)
+        path = requested
+    else:
+        best = best_available_model()
+        if best is None:
+            path = Path(out_dir) / 'untrained_random.json'
+            card = create_random_model(path)
+            return str(path), card, ('NO MODEL in models/: using a freshly created UNTRAINED '
+                                     'random-weight model. It will NOT drive well.')
+        path, card = best
+    warning = ''
+    if card.untrained:
+        warning = (f'model {card.name!r} is UNTRAINED (random weights): no trained model is '
+                   'available, so the car will NOT drive well. Train one (see README) for a real demo.')
+    return str(path), card, warning
+
+
+def _loud(text):
+    print(f'\n{BANNER}\n!! {text}\n{BANNER}\n', flush=True)
+
+
+def run(args):
+    """Run the demo; returns 0 when the loop ran (whatever the driving quality), 1 on failure."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from liquid_controller.ros.episode_monitor import EpisodeMonitor, write_overlay_gif
+    from liquid_controller.ros.lifecycle_client import LifecycleError, bring_up
+    from liquid_controller.ros.processes import start_bringup
+    from liquid_controller.sim import EpisodeMetrics, load_scene
+    from liquid_controller.sim.texture import paint_track_map
+    from liquid_controller.sim.track import Track
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, card, warning = choose_model(args.model, out)
+    if warning:
+        _loud(warning)
+    print(f'model: {model} ({card.name}, core {card.policy.get("core")}, '
+          f'{"UNTRAINED" if card.untrained else "trained"})', flush=True)
+    scene = load_scene(args.scene)
+    track = Track(scene.track, scene.source)
+    track_map = paint_track_map(track, scene.appearance)
+
+    def metrics_factory():
+        return EpisodeMetrics(track, track_map, target_laps=args.laps, scene_name=scene.name)
+    metrics = metrics_factory()
+    bringup = start_bringup(sim='mujoco', model=model, scene=args.scene, log_dir=out,
+                            sim_params={'real_time_factor': float(args.real_time_factor)})
+    rclpy.init()
+    monitor = EpisodeMonitor(metrics, keep_frames_every=3, max_frames=args.gif_frames)
+    executor = SingleThreadedExecutor()
+    executor.add_node(monitor)
+    code = 0
+    try:
+        print('bringing the controller to active ...', flush=True)
+        bring_up(bringup.controller_name, timeout=90.0)
+        # start the episode with the controller in the loop: reset the world, then count from there
+        restart_episode(executor, monitor, metrics_factory)
+        print(f'driving: up to {args.laps} laps or {args.max_seconds:.0f} s of sim time '
+              '(Ctrl-C stops early)', flush=True)
+        t_wall = time.monotonic()
+        last_print = 0.0
+        while True:
+            executor.spin_once(timeout_sec=0.1)
+            bringup.check_alive()
+            truth = monitor.last_truth
+            if truth is None:
+                if time.monotonic() - t_wall > 60.0:
+                    raise RuntimeError('no ground truth from sim_node after 60 s')
+                continue
+            metrics = monitor.metrics
+            if metrics.duration - last_print >= 5.0:
+                last_print = metrics.duration
+                print(f'  t={metrics.duration:6.1f} s  laps={truth.progress_laps:5.2f}  '
+                      f'offset={truth.lateral_offset:+.2f} m  v={truth.speed:.2f} m/s  '
+                      f'cmd=({monitor.command[0]:.2f}, {monitor.command[1]:+.2f})', flush=True)
+            if truth.progress_laps >= args.laps or metrics.duration >= args.max_seconds:
+                break
+    except KeyboardInterrupt:
+        print('interrupted', flush=True)
+    except (LifecycleError, RuntimeError) as exc:
+        print(f'demo failed: {exc}', file=sys.stderr)
+        code = 1
+    finally:
+        bringup.stop()
+        executor.remove_node(monitor)
+        monitor.destroy_node()
+        rclpy.shutdown()
+    metrics = monitor.metrics
+    summary = metrics.summary()
+    summary.update({'model': card.name, 'untrained': card.untrained,
+                    'commands_received': monitor.commands_received})
+    print(format_metrics(summary))
+    (out / 'metrics.json').write_text(json.dumps(summary, indent=2))
+    if summary.get('frames', 0):
+        metrics.plot(out / 'trajectory.png',
+                     title=f'{scene.name}: {card.name}{" (UNTRAINED)" if card.untrained else ""}, '
+                           f'{summary["laps"]:.2f} laps')
+        print(f'wrote {out / "trajectory.png"}')
+    if monitor.frames:
+        write_overlay_gif(list(monitor.frames), out / 'camera.gif')
+        print(f'wrote {out / "camera.gif"}')
+    if warning:
+        _loud(warning)
+    return code
+
+
+def restart_episode(executor, monitor, metrics_factory, timeout=20.0):
+    """Call sim_node's ~/reset and give the monitor fresh metrics, so the episode starts with the
+    controller already active (the controller sees the stamps go back and resets its state)."""
+    from std_srvs.srv import Trigger
+    client = monitor.create_client(Trigger, '/sim_node/reset')
+    deadline = time.monotonic() + timeout
+    while not client.wait_for_service(timeout_sec=0.1):
+        executor.spin_once(timeout_sec=0.0)
+        if time.monotonic() > deadline:
+            raise RuntimeError('sim_node ~/reset service not available')
+    future = client.call_async(Trigger.Request())
+    while not future.done():
+        executor.spin_once(timeout_sec=0.05)
+        if time.monotonic() > deadline:
+            raise RuntimeError('sim_node ~/reset did not answer')
+    # drain what was published before the reset (reliable topics deliver in order), then count
+    drain_end = time.monotonic() + 1.0
+    while time.monotonic() < drain_end:
+        executor.spin_once(timeout_sec=0.05)
+    monitor.restart(metrics_factory())
+
+
+def format_metrics(summary):
+    """The metrics dict as an aligned two-column table."""
+    rows = [(k, f'{v:.3f}' if isinstance(v, float) else str(v)) for k, v in summary.items()]
+    width = max(len(k) for k, _ in rows)
+    lines = ['closed-loop metrics (ground truth from sim_node)', '-' * (width + 16)]
+    lines += [f'{k:<{width}}  {v}' for k, v in rows]
+    return '\n'.join(lines)
