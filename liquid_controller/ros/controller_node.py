@@ -15,7 +15,9 @@ never processed late. IMU samples are buffered and cut into one window per frame
 
 Outputs: ``cmd_vel`` (TwistStamped, or Twist when ``enable_stamped_cmd_vel`` is false; stamped with the
 node clock at publish time, frame ``frame_id``), ``~/nominal_cmd_vel``, ``~/safety``, ``~/neurons``,
-``/diagnostics`` (layouts in liquid_controller/ros/diagnostics.py). Services ``~/reset_state``
+``/diagnostics`` (layouts in liquid_controller/ros/diagnostics.py), ``~/attention`` (sensor_msgs/Image
+rgb8: VisualBackProp saliency blended on the camera frame, at most ``attention_rate_hz`` per second,
+computed after the command is published; 0 = off). Services ``~/reset_state``
 (std_srvs/Trigger) and ``~/enable`` (std_srvs/SetBool). Parameter ``mode``: ``drive`` or ``shadow``
 (shadow: everything computed and published except cmd_vel).
 """
@@ -36,7 +38,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 
 from liquid_controller.errors import InputError, ModelFileError
 from liquid_controller.ros import convert, diagnostics, qos
-from liquid_controller.runtime.controller import Controller, ControllerConfig, MeasuredState
+from liquid_controller.runtime.controller import OK, RESET, Controller, ControllerConfig, MeasuredState
 from liquid_controller.runtime.preprocess import ImuWindow, forward_distance
 from liquid_controller.runtime.stats import EventRate, RateMeter, RollingStats
 
@@ -86,6 +88,8 @@ PARAMETERS = {
     'watchdog_period': (0.02, 'Watchdog timer period (s, steady clock)', _fr(0.001, 1.0)),
     'diagnostics_period': (1.0, 'Period of /diagnostics (s, steady clock)', _fr(0.05, 60.0)),
     'publish_neurons': (True, 'Publish the hidden state on ~/neurons', None),
+    'attention_rate_hz': (2.0, 'Largest rate (Hz, steady clock) of the ~/attention overlay image, '
+                               'computed after the command is published; 0 = off', _fr(0.0, 30.0)),
 }
 
 
@@ -202,6 +206,8 @@ class ControllerNode(LifecycleNode):
                                              '~/neurons', qos.state_qos()),
             'diagnostics': self.create_publisher(_msg('diagnostic_msgs.msg', 'DiagnosticArray'),
                                                  '/diagnostics', qos.state_qos()),
+            'attention': self.create_publisher(_msg('sensor_msgs.msg', 'Image'), '~/attention',
+                                               qos.image_qos(1)),
         }
         self.get_logger().info(f'configured with model {card.name!r} ({loaded.json_path})')
         return TransitionCallbackReturn.SUCCESS
@@ -302,6 +308,9 @@ class ControllerNode(LifecycleNode):
         self._status_counts = {}
         self._last_output = None
         self._last_reason = ''
+        self._last_attention = None   # steady time of the last ~/attention image
+        self._attention_error = None  # last attention failure since the last success (-> WARN)
+        self._attention_skipped = None  # last frame the saliency rejected (InputError)
 
     # ---------------------------------------------------------------------------------- callbacks
 
@@ -405,6 +414,44 @@ class ControllerNode(LifecycleNode):
         out = ctl.step(frame, stamp, window, measured, now=received)
         out.timings['decode'] = decode_s
         self._emit(out, received)
+        if out.status in (OK, RESET):
+            self._maybe_publish_attention(ctl, frame, msg.header)
+
+    def _maybe_publish_attention(self, ctl, frame, header):
+        """Publish the ~/attention overlay for this frame when the rate limit allows.
+
+        Runs after the command went out, so it only delays the next frame (at most once per
+        1 / attention_rate_hz). The image carries the camera frame's stamp and frame_id. A frame the
+        saliency cannot use (InputError) is skipped; any other failure is logged (throttled) and turns
+        /diagnostics to WARN until an image succeeds; it never reaches the control path.
+        """
+        rate = float(self._p('attention_rate_hz'))
+        now = time.monotonic()
+        if rate <= 0.0 or 'attention' not in self._lc_pubs or (
+                self._last_attention is not None and now - self._last_attention < 1.0 / rate):
+            return
+        self._last_attention = now
+        try:
+            from liquid_controller.policy.saliency import (attention_image, attention_overlay,
+                                                           visual_backprop)
+            if not frame.flags.writeable:  # decoded views of the message buffer are read-only
+                frame = frame.copy()
+            if tuple(frame.shape[:2]) == tuple(ctl.image_size):
+                overlay = attention_image(ctl.policy, frame, method='visual_backprop')
+            else:  # resize_images: saliency of the network input, drawn on the camera frame
+                from liquid_controller.runtime.preprocess import image_to_tensor
+                x = image_to_tensor(frame, *ctl.image_size, resize=True)    # (1, 3, h, w)
+                overlay = attention_overlay(frame, visual_backprop(ctl.policy, x))
+            image = convert.encode_image(overlay, 0.0, frame_id=header.frame_id)
+            image.header.stamp = header.stamp
+            self._lc_pubs['attention'].publish(image)
+            self._attention_error = None
+        except InputError as exc:
+            self._attention_skipped = str(exc)
+        except Exception as exc:  # noqa: BLE001 -- a debug image must never stop control
+            self._attention_error = f'{type(exc).__name__}: {exc}'
+            self.get_logger().warning(f'~/attention failed: {self._attention_error}',
+                                      throttle_duration_sec=5.0)
 
     @staticmethod
     def _fresh(reading, stamp):
@@ -479,6 +526,12 @@ class ControllerNode(LifecycleNode):
                   'enabled': ctl.enabled, 'status': out.status if out else 'no output yet',
                   'last_reason': self._last_reason, 'input_age_s': ctl.input_age(now),
                   'intervention_rate': self._interventions.rate()}
+        if level == DiagnosticStatus.OK and self._attention_error:
+            level, message = DiagnosticStatus.WARN, f'~/attention failed: {self._attention_error}'
+        if self._attention_error:
+            values['attention_error'] = self._attention_error
+        if self._attention_skipped:
+            values['attention_skipped'] = self._attention_skipped
         for k, meter in self._rates.items():
             values[f'rate_hz.{k}'] = meter.rate(now)
         dt = self._dt_stats.summary()

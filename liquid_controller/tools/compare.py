@@ -1,5 +1,6 @@
 """`liquid-controller compare --models A B C --scenes ... --laps N --seeds ... --noise 0,8,16`: several
-models in closed loop on the same scenes and seeds, one table (text, markdown and JSON).
+models in closed loop on the same scenes and seeds, one table (text, markdown and JSON), with the
+attention columns (share of saliency on the road, saliency SSIM under noise) unless ``--no-attention``.
 
 Thin: calls :func:`liquid_controller.train.compare.compare_models`; with ``--readme README.md`` the
 results section between ``<!-- results:begin -->`` and ``<!-- results:end -->`` is rewritten by
@@ -24,6 +25,9 @@ def register(sub):
                    help='comma-separated Gaussian image-noise std levels, 8-bit units (default 0)')
     p.add_argument('--noise-scenes', metavar='LIST',
                    help='scenes for the noise levels > 0 (default: the first of --scenes)')
+    p.add_argument('--no-attention', action='store_true',
+                   help='skip the attention columns (saliency share on the road, saliency SSIM under '
+                        'noise; about 3 s of simulation per model and scene)')
     p.add_argument('--out', default='out/compare', metavar='DIR', help='output folder (default %(default)s)')
     p.add_argument('--readme', metavar='PATH', help='rewrite the marked results section of this README')
     p.add_argument('--train-bench', metavar='PATH',
@@ -46,6 +50,8 @@ def command_line(args):
         parts += ['--seconds-per-lap', f'{args.seconds_per_lap:g}']
     if args.max_seconds is not None:
         parts += ['--max-seconds', f'{args.max_seconds:g}']
+    if args.no_attention:
+        parts.append('--no-attention')
     parts += ['--out', args.out]
     if args.train_bench:
         parts += ['--train-bench', args.train_bench]
@@ -70,7 +76,8 @@ def run(args):
         result = cmp.compare_models(args.models, config, noise_levels=noise, noise_scenes=noise_scenes,
                                     out_dir=args.out, progress=not args.quiet,
                                     include_expert=args.expert, command=command_line(args),
-                                    workers=args.workers)
+                                    workers=args.workers,
+                                    attention=None if args.no_attention else cmp.AttentionSettings())
         print(cmp.format_table(result))
         print(f"json: {result['json']}  markdown: {result['markdown']}")
         if args.readme:

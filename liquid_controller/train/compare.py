@@ -4,6 +4,12 @@ Every model is driven through the runtime Controller by :mod:`liquid_controller.
 one per (model, image-noise level, scene). Noise level 0 runs on every scene; the added Gaussian image
 noise levels (robustness to input noise) run on ``noise_scenes`` (default: the first scene, the training
 scene) to keep the cost bounded. Optionally the privileged expert is added as a reference row.
+
+Attention columns (issue 8, :class:`AttentionSettings`; ``attention=None`` skips them): for every model
+and scene of the noise-free rows, :func:`liquid_controller.train.explain.attention_columns` runs the
+simulator with the expert driving (every model sees the same views) and measures the share of saliency
+mass on the ground-truth road (``attention_on_road``; its chance level ``road_pixel_fraction`` is the
+share a uniform map would score) and the saliency stability under input noise (``saliency_ssim``).
 """
 from __future__ import annotations
 
@@ -23,7 +29,44 @@ TABLE_COLUMNS = (
     ('lap_completion_pct', 'Completion %'), ('mean_abs_lateral_offset_m', 'Mean abs offset (m)'),
     ('lane_departures', 'Departures'), ('collisions', 'Collisions'),
     ('filter_interventions', 'Filter interventions'), ('step_p50_us', 'Step p50 (us)'),
+    ('attention_on_road', 'Attention on road (chance)'), ('saliency_ssim', 'Saliency SSIM'),
 )
+ATTENTION_KEYS = ('attention_on_road', 'saliency_ssim', 'road_pixel_fraction')
+ATTENTION_METHODS = ('visual_backprop', 'gradient', 'smoothgrad')
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionSettings:
+    """How the attention columns are measured (:func:`liquid_controller.train.explain.attention_columns`).
+
+    seconds: simulated seconds of expert driving per scene; max_frames: frames scored (evenly spaced);
+    noise_std: std of the Gaussian noise (image in [0, 1]) for the SSIM stability measure.
+    """
+    seconds: float = 3.0
+    max_frames: int = 30
+    method: str = 'visual_backprop'
+    noise_std: float = 0.05
+
+    def __post_init__(self):
+        for name in ('seconds', 'noise_std'):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise InputError(f'attention.{name}', v, 'must be a finite number > 0')
+        if isinstance(self.max_frames, bool) or not isinstance(self.max_frames, int) or self.max_frames < 1:
+            raise InputError('attention.max_frames', self.max_frames, 'must be an integer >= 1')
+        if self.method not in ATTENTION_METHODS:
+            raise InputError('attention.method', self.method, f'must be one of {ATTENTION_METHODS}')
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise InputError('attention', sorted(unknown), f'unknown keys (known: {sorted(names)})')
+        return cls(**d)
 
 
 def _noise_levels(levels):
@@ -39,13 +82,17 @@ def _noise_levels(levels):
 
 
 def compare_models(models, config, noise_levels=(0.0,), noise_scenes=None, out_dir=None, progress=True,
-                   include_expert=False, command=None, workers=1):
+                   include_expert=False, command=None, workers=1, attention=AttentionSettings()):
     """Evaluate every model (names or paths) with ``config`` (EvalConfig; its image_noise_std is
     replaced by each of ``noise_levels``). All model files are loaded first, so a missing one fails
     before any driving. Returns the JSON-able comparison (``rows``, ``models``, ``evaluations``); with
     ``out_dir`` also writes ``compare.json``, ``compare.md`` and the per-model evaluations and plots.
     ``workers``: processes per evaluation (see :func:`~liquid_controller.train.evaluate.evaluate_driver`).
+    ``attention``: :class:`AttentionSettings` for the attention columns of the noise-free rows of every
+    model (not the expert, which has no network); None skips them (the columns are then None).
     """
+    if attention is not None and not isinstance(attention, AttentionSettings):
+        raise InputError('attention', type(attention).__name__, 'must be AttentionSettings or None')
     if not models and not include_expert:
         raise InputError('models', models, 'give at least one model')
     levels = _noise_levels(noise_levels)
@@ -72,13 +119,17 @@ def compare_models(models, config, noise_levels=(0.0,), noise_scenes=None, out_d
                                      progress=progress, label=key.replace('@', '_'), workers=workers)
             evaluations[key] = report
             for scene, agg in report['scenes'].items():
-                rows.append(_row(info, scene, level, agg))
+                row = _row(info, scene, level, agg)
+                if level == 0.0 and attention is not None and hasattr(driver, 'model'):
+                    row.update(_attention(driver.model, scene, config.seeds[0], attention))
+                rows.append(row)
     result = {
         'command': command,
         'created_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
         'config': config.to_dict(),
         'noise_levels': list(levels),
         'noise_scenes': list(noise_scenes),
+        'attention': attention.to_dict() if attention is not None else None,
         'models': infos,
         'rows': rows,
         'evaluations': evaluations,
@@ -101,6 +152,15 @@ def _unique_labels(names):
     return out
 
 
+def _attention(model, scene, seed, settings):
+    """The attention columns of one model in one scene (values in [0, 1])."""
+    from liquid_controller.train.explain import attention_columns
+    cols = attention_columns(model, scene=scene, seconds=settings.seconds, seed=seed,
+                             method=settings.method, max_frames=settings.max_frames,
+                             noise_std=settings.noise_std)
+    return {k: float(cols[k]) for k in ATTENTION_KEYS}
+
+
 def _row(info, scene, level, agg):
     return {
         'model': info['label'], 'core': info.get('core'), 'liquid_neurons': info.get('liquid_neurons'),
@@ -116,12 +176,18 @@ def _row(info, scene, level, agg):
         'filter_intervention_rate': agg['filter_intervention_rate'],
         'step_p50_us': agg['step_time_us']['p50'],
         'step_p95_us': agg['step_time_us']['p95'],
+        **{k: None for k in ATTENTION_KEYS},
     }
 
 
-def _cell(key, value):
+def _cell(key, value, row=None):
     if value is None:
         return '-'
+    if key == 'attention_on_road':
+        chance = (row or {}).get('road_pixel_fraction')
+        return f'{value:.2f}' + (f' ({chance:.2f})' if chance is not None else '')
+    if key == 'saliency_ssim':
+        return f'{value:.3f}'
     if key == 'lap_completion_pct':
         return f'{value:.1f}'
     if key == 'mean_abs_lateral_offset_m':
@@ -140,7 +206,7 @@ def format_markdown(result):
     head = [title for _, title in TABLE_COLUMNS]
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '|'.join('---' for _ in head) + '|']
     for row in result['rows']:
-        cells = [_cell(k, row.get(k)) for k, _ in TABLE_COLUMNS]
+        cells = [_cell(k, row.get(k), row) for k, _ in TABLE_COLUMNS]
         if row.get('untrained'):
             cells[0] += ' (untrained)'
         lines.append('| ' + ' | '.join(cells) + ' |')
@@ -150,7 +216,22 @@ def format_markdown(result):
                  f"{cfg['max_seconds'] or cfg['seconds_per_lap'] * cfg['laps']:g} s; completion and mean "
                  f"abs offset are means over seeds, departures, collisions and interventions are totals; "
                  f"step p50 = median Controller.step time (preprocess + policy + safety filter).")
+    note = attention_note(result)
+    if note:
+        lines += ['', note]
     return '\n'.join(lines)
+
+
+def attention_note(result):
+    """One sentence explaining the attention columns ('' when they were not measured)."""
+    a = result.get('attention')
+    if not a:
+        return ''
+    return (f"Attention on road: share of the {a['method']} saliency mass on the simulator's ground-truth "
+            f"road, in brackets the chance level (the road's share of the pixels, what a uniform map "
+            f"scores); saliency SSIM: mean SSIM between the saliency of clean frames and of frames with "
+            f"Gaussian noise std {a['noise_std']:g} (1 = stable). {a['seconds']:g} s of expert driving per "
+            f"scene (first seed), up to {a['max_frames']} frames; noise-free rows only.")
 
 
 def format_table(result):
@@ -158,13 +239,14 @@ def format_table(result):
     from liquid_controller.train.evaluate import _table
     rows = []
     for row in result['rows']:
-        cells = [_cell(k, row.get(k)) for k, _ in TABLE_COLUMNS]
+        cells = [_cell(k, row.get(k), row) for k, _ in TABLE_COLUMNS]
         if row.get('untrained'):
             cells[0] += ' (untrained)'
         rows.append(cells)
     short = ('model', 'core', 'liquid', 'params', 'scene', 'noise', 'compl %', 'mean|off| m', 'depart',
-             'collide', 'interv', 'p50 us')
-    return _table(short, rows)
+             'collide', 'interv', 'p50 us', 'road att (chance)', 'sal ssim')
+    note = attention_note(result)
+    return _table(short, rows) + (f'\n{note}' if note else '')
 
 
 def load_compare(path):

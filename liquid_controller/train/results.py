@@ -2,8 +2,10 @@
 
 :func:`results_section` renders markdown: the closed-loop table per model in the training scene and the
 held-out scenes, robustness to added image noise, training time of each model (from its model card) and
-the CfC vs LTC training-speed ratio, followed by the command that regenerates it. :func:`update_readme`
-replaces only the text between ``<!-- results:begin -->`` and ``<!-- results:end -->``.
+the CfC vs LTC training-speed ratio, where the network looks (attention on the road vs its chance level,
+saliency stability under noise; when the comparison measured it), followed by the command that
+regenerates it. :func:`update_readme` replaces only the text between ``<!-- results:begin -->`` and
+``<!-- results:end -->``.
 """
 from __future__ import annotations
 
@@ -127,6 +129,7 @@ def results_section(compare, train_bench=None):
                                  f"{_pct(r['lap_completion_pct'])} / {r['mean_abs_lateral_offset_m']:.3f} m"
                                  f" / {r['lane_departures']}")
             lines.append('| ' + ' | '.join(cells) + ' |')
+    lines += _attention_table(compare, models, scenes)
     _, sentence = training_speed_ratio(models, train_bench)
     lines += ['', sentence]
     if any(m.get('untrained') for m in models):
@@ -136,6 +139,31 @@ def results_section(compare, train_bench=None):
     if command:
         lines += ['', 'Regenerate this section:', '', '```bash', command, '```']
     return '\n'.join(lines)
+
+
+def _attention_table(compare, models, scenes):
+    """Markdown lines of the 'where the network looks' table ([] when not measured)."""
+    rows = [r for r in compare['rows']
+            if r['image_noise_std'] == 0.0 and r.get('attention_on_road') is not None]
+    if not rows:
+        return []
+    from liquid_controller.train.compare import attention_note
+    lines = ['', f'Where the network looks: cells are attention on road (chance level) / saliency SSIM '
+                 f'under noise. {attention_note(compare)}', '']
+    head = ['Model'] + list(scenes)
+    lines += ['| ' + ' | '.join(head) + ' |', '|' + '|'.join('---' for _ in head) + '|']
+    for info in models:
+        by_scene = {r['scene']: r for r in rows if r['model'] == info['label']}
+        if not by_scene:
+            continue
+        cells = [info['label'] + (' (untrained)' if info.get('untrained') else '')]
+        for s in scenes:
+            r = by_scene.get(s)
+            cells.append('-' if r is None else
+                         f"{r['attention_on_road']:.2f} ({r['road_pixel_fraction']:.2f}) / "
+                         f"{r['saliency_ssim']:.3f}")
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return lines
 
 
 def replace_marked_block(text, content, where='README'):

@@ -182,6 +182,31 @@ def test_images_and_imu_give_cmd_vel_stamped_with_node_clock(harness):
     assert status.level == DiagnosticStatus.WARN  # untrained model is reported
 
 
+def test_attention_overlay_topic_rate_limited_and_off_at_zero(harness):
+    """~/attention: an rgb8 overlay of the camera's size, frame_id and stamp; none when the rate is 0."""
+    got = {}
+    for rate in (30.0, 0.0):
+        h = harness(overrides=[Parameter('attention_rate_hz', value=rate)])
+        images = got[rate] = []
+        h.test.create_subscription(Image, 'controller/attention', images.append, qos.image_qos(10))
+        assert h.spin_until(lambda: h.test.count_publishers(f'{h.ns}/controller/attention') > 0, 5)
+        h.drive(12)
+        assert h.spin_until(lambda: len(h.cmds) >= 5, 5)
+        if rate > 0:
+            assert h.spin_until(lambda: len(images) > 0, 5)
+        else:
+            h.spin(0.3)
+        sent = {round(100.0 + k * PERIOD, 6) for k in range(1, 13)}
+        for msg in images:
+            assert (msg.height, msg.width, msg.encoding) == (64, 128, 'rgb8')
+            assert msg.header.frame_id == 'camera_link'  # copied from the camera message
+            assert round(convert.stamp_to_sec(msg.header.stamp), 6) in sent
+            overlay = convert.decode_image(msg)
+            assert overlay.shape == (64, 128, 3) and overlay.dtype == np.uint8
+    assert got[30.0] and not got[0.0]
+    assert len(got[30.0]) <= 12  # at most one per camera frame
+
+
 def test_stale_camera_brakes_to_zero_then_recovers(harness):
     h = harness(overrides=[Parameter('input_timeout', value=0.3)])
     h.drive(45)
@@ -367,6 +392,10 @@ def test_parameters_have_descriptors_and_yaml_documents_them_all(ros, model_path
         assert node.describe_parameter('input_timeout').floating_point_range
         result = node.set_parameters([Parameter('input_timeout', value=-1.0)])[0]
         assert not result.successful
+        assert node.describe_parameter('attention_rate_hz').floating_point_range[0].to_value == 30.0
+        for bad in (-1.0, 31.0):
+            assert not node.set_parameters([Parameter('attention_rate_hz', value=bad)])[0].successful
+        assert node.set_parameters([Parameter('attention_rate_hz', value=0.0)])[0].successful
     finally:
         node.destroy_node()
 

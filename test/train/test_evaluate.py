@@ -2,6 +2,7 @@
 (train/results.py) and their commands. Real simulator (MuJoCo, real renderer), real runtime Controller,
 real model files (random weights: the loop is tested, not driving quality; the expert checks the loop
 with a driver that does drive)."""
+import dataclasses
 import json
 import math
 
@@ -15,7 +16,7 @@ from liquid_controller.runtime.model_file import create_random_model, load_model
 from liquid_controller.runtime.preprocess import ImuWindow
 from liquid_controller.sim import DrivingWorld, WorldConfig
 from liquid_controller.train import results
-from liquid_controller.train.compare import compare_models
+from liquid_controller.train.compare import AttentionSettings, compare_models
 from liquid_controller.train.evaluate import (ControllerDriver, Driver, EvalConfig, ExpertDriverAdapter,
                                               evaluate_driver, evaluate_model, node_configs)
 
@@ -161,18 +162,37 @@ def test_eval_config_validates_and_round_trips():
 
 def test_compare_and_readme_section_replace_only_the_marked_block(model_path, tmp_path):
     config = EvalConfig(scenes=('summer', 'fall'), laps=1, seeds=(0,), max_seconds=1.0, plots=False)
+    attention = AttentionSettings(seconds=0.5, max_frames=3)
+    assert AttentionSettings.from_dict(attention.to_dict()) == attention
+    for bad in ({'seconds': 0}, {'max_frames': 0}, {'method': 'bogus'}, {'noise_std': float('nan')}):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            AttentionSettings(**bad)
     result = compare_models([model_path], config, noise_levels=(0, 16), include_expert=True,
-                            out_dir=tmp_path / 'cmp', progress=False, command='liquid-controller compare X')
+                            out_dir=tmp_path / 'cmp', progress=False, command='liquid-controller compare X',
+                            attention=attention)
     rows = {(r['model'], r['scene'], r['image_noise_std']): r for r in result['rows']}
     # model: both scenes without noise, the noise level on the first scene only; expert: no noise rows
     assert set(rows) == {('rand_cfc', 'summer', 0.0), ('rand_cfc', 'fall', 0.0), ('rand_cfc', 'summer', 16.0),
                          ('expert', 'summer', 0.0), ('expert', 'fall', 0.0)}
     assert rows[('rand_cfc', 'summer', 0.0)]['parameters'] == result['models'][0]['parameters'] > 0
     assert rows[('rand_cfc', 'summer', 0.0)]['step_p50_us'] > 0
+    # attention columns: every noise-free model row, values in [0, 1]; none for noise rows and the expert
+    for scene in ('summer', 'fall'):
+        r = rows[('rand_cfc', scene, 0.0)]
+        for key in ('attention_on_road', 'saliency_ssim', 'road_pixel_fraction'):
+            assert 0.0 <= r[key] <= 1.0, (scene, key, r[key])
+        assert 0.0 < r['road_pixel_fraction'] < 1.0  # the camera sees road and not-road
+    assert rows[('rand_cfc', 'summer', 16.0)]['attention_on_road'] is None
+    assert rows[('expert', 'summer', 0.0)]['saliency_ssim'] is None
+    assert result['attention'] == attention.to_dict()
     saved = json.loads((tmp_path / 'cmp' / 'compare.json').read_text())
     assert saved['rows'] == json.loads(json.dumps(result['rows']))
     md = (tmp_path / 'cmp' / 'compare.md').read_text()
     assert md.count('| rand_cfc (untrained) |') == 3 and md.count('| expert |') == 2
+    r = rows[('rand_cfc', 'fall', 0.0)]
+    assert 'Attention on road (chance) | Saliency SSIM |' in md and 'chance level' in md
+    cells = f"| {r['attention_on_road']:.2f} ({r['road_pixel_fraction']:.2f}) | {r['saliency_ssim']:.3f} |"
+    assert cells in md
 
     before, after = '# Title\n\nintro text\n', '\n## Later section\n\nkept *exactly*\n'
     readme = tmp_path / 'README.md'
@@ -183,6 +203,13 @@ def test_compare_and_readme_section_replace_only_the_marked_block(model_path, tm
     assert 'old results' not in text and section in text
     assert 'liquid-controller compare X' in section and '| rand_cfc (untrained) |' in section
     assert 'summer, noise 16' in section and 'fall' in section
+    assert 'Where the network looks' in section
+    cell = f"{r['attention_on_road']:.2f} ({r['road_pixel_fraction']:.2f}) / {r['saliency_ssim']:.3f}"
+    assert cell in section
+    no_att = compare_models([model_path], dataclasses.replace(config, scenes=('summer',)), progress=False,
+                            attention=None)
+    assert no_att['attention'] is None and no_att['rows'][0]['attention_on_road'] is None
+    assert 'Where the network looks' not in results.results_section(no_att)
     # regenerating gives the same file (idempotent)
     results.update_readme(readme, saved)
     assert readme.read_text() == text
@@ -230,10 +257,11 @@ def test_commands_write_outputs_and_name_bad_arguments(model_path, tmp_path, cap
     readme = tmp_path / 'README.md'
     readme.write_text('# R\n')
     assert main(['compare', '--expert', '--scenes', 'summer', '--max-seconds', '1', '--out',
-                 str(tmp_path / 'cmp'), '--readme', str(readme), '--quiet', '--no-plots']) == 0
+                 str(tmp_path / 'cmp'), '--readme', str(readme), '--quiet', '--no-plots',
+                 '--no-attention']) == 0
     text = readme.read_text()
     assert text.startswith('# R\n') and results.BEGIN in text
-    assert 'liquid-controller compare --expert --scenes summer' in text
+    assert 'liquid-controller compare --expert --scenes summer' in text and '--no-attention' in text
 
     for argv, named in (
             (['evaluate', '--model', 'no_such_model_x', '--scenes', 'summer'], 'no_such_model_x'),
