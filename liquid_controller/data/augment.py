@@ -5,10 +5,11 @@ held over its frames: lighting changes slowly, and a flickering sequence would t
 core to ignore time. Gaussian pixel noise is drawn per frame (sensor noise). Recovery data is not
 synthesised here: the expert's recorded perturbations already put recovery manoeuvres in the commands.
 """
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import torch
 
+from liquid_controller.config_base import config_from_dict, config_to_dict
 from liquid_controller.errors import InputError
 
 
@@ -40,17 +41,11 @@ class AugmentConfig:
                 raise InputError(f'augment.{f.name}', value, 'must be in [0, 1]')
 
     def to_dict(self):
-        return asdict(self)
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data):
-        if not isinstance(data, dict):
-            raise InputError('augment', data, 'expected a mapping')
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise InputError('augment', sorted(unknown), f'unknown keys; expected a subset of {sorted(known)}')
-        return cls(**data)
+        return config_from_dict(cls, data, 'augment')
 
 
 def augment_images(images, config: AugmentConfig, generator=None):

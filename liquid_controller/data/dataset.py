@@ -17,7 +17,7 @@ Alignment rules are documented in :mod:`liquid_controller.data.align`; the image
 computed by :mod:`liquid_controller.runtime.preprocess`, the same code the robot runs.
 """
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 
 from liquid_controller.data import cache
 from liquid_controller.data.align import COMMAND_ALIGNMENTS, Streams, TimedArray, align_streams
+from liquid_controller.config_base import config_from_dict, config_to_dict
 from liquid_controller.errors import BagError, InputError
 
 TIME_SOURCES = ('header', 'log')
@@ -89,17 +90,11 @@ class DatasetConfig:
             setattr(self, name, float(value))
 
     def to_dict(self):
-        return asdict(self)
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data):
-        if not isinstance(data, dict):
-            raise InputError('dataset', data, 'expected a mapping')
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise InputError('dataset', sorted(unknown), f'unknown keys; expected a subset of {sorted(known)}')
-        return cls(**data)
+        return config_from_dict(cls, data, 'dataset')
 
 
 # ---------------------------------------------------------------------------------------- bag reading

@@ -31,12 +31,13 @@ import json
 import math
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from liquid_controller.data.bag_source import open_bag_source, resolve_topic
+from liquid_controller.config_base import check_known_keys, config_from_dict, config_to_dict
 from liquid_controller.errors import BagError, InputError
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
@@ -82,15 +83,11 @@ class ReplayTopics:
                 raise InputError(f'topics.{name}', getattr(self, name), 'required topic name is empty')
 
     def to_dict(self):
-        return asdict(self)
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d):
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise InputError('topics', unknown, f'unknown keys; known: {sorted(names)}')
-        return cls(**d)
+        return config_from_dict(cls, d, 'topics')
 
 
 @dataclass
@@ -135,16 +132,13 @@ class ReplayConfig:
         return f"{self.output_prefix.rstrip('/')}/{name}"
 
     def to_dict(self):
-        d = asdict(self)
+        d = config_to_dict(self)
         d['topics'] = self.topics.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d):
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise InputError('replay config', unknown, f'unknown keys; known: {sorted(names)}')
+        check_known_keys(d, {f.name for f in fields(cls)}, 'replay config')
         d = dict(d)
         if 'topics' in d:
             d['topics'] = ReplayTopics.from_dict(d['topics'])

@@ -26,13 +26,14 @@ clamped, so float rounding cannot step over a limit), barrier parameters by a si
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import torch
 from torch import nn
 
+from liquid_controller.config_base import config_from_dict, config_to_dict
 from liquid_controller.errors import InputError
 from liquid_controller.policy.baselines import LSTM_DT_CLIP_S, FeedForwardCNN, LSTMCore
 from liquid_controller.policy.perception import IMAGE_NORMALIZATIONS, ConvHead
@@ -178,19 +179,13 @@ class PolicyConfig:
     # -- serialisation ----------------------------------------------------------------------------
     def to_dict(self) -> dict:
         """JSON-ready dict (tuples as lists); ``from_dict`` inverts it."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return config_to_dict(self, tuples_as_lists=True)
 
     @classmethod
     def from_dict(cls, d: dict) -> 'PolicyConfig':
         """Build from a dict; unknown keys are an error (a card for another version), missing keys
         take their defaults."""
-        if not isinstance(d, dict):
-            raise InputError('PolicyConfig', d, 'must be a dict')
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError('PolicyConfig', unknown, 'unknown keys')
-        return cls(**d)
+        return config_from_dict(cls, d, 'PolicyConfig')
 
     @property
     def liquid(self) -> bool:

@@ -29,7 +29,7 @@ import dataclasses
 import math
 import sys
 import threading
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import rclpy
 import rclpy.executors
@@ -38,6 +38,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
+from liquid_controller.config_base import config_from_dict, config_to_dict
 from liquid_controller.errors import InputError, LiquidControllerError
 from liquid_controller.ros import convert, qos
 from liquid_controller.ros.sim_bridge import (GROUND_TRUTH_FIELDS, CommandGate, Pacer, camera_intrinsics,
@@ -113,15 +114,12 @@ class SimNodeSettings:
 
     def to_dict(self):
         """Plain dict of the fields (the parameter names)."""
-        return asdict(self)
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data):
         """Inverse of :meth:`to_dict`; unknown keys raise InputError."""
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise InputError('settings', sorted(unknown), 'unknown keys')
-        return cls(**data)
+        return config_from_dict(cls, data, 'settings')
 
 
 def _descriptor(name, description, bounds, default):

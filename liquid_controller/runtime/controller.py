@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from liquid_controller.config_base import config_from_dict, config_to_dict
 from liquid_controller.errors import InputError
 from liquid_controller.runtime import preprocess
 from liquid_controller.runtime.preprocess import ImuWindow
@@ -80,15 +81,11 @@ class ControllerConfig:
             raise InputError('num_threads', self.num_threads, 'must be an integer >= 1')
 
     def to_dict(self):
-        return asdict(self)
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d):
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise InputError('controller config', unknown, f'unknown keys; known: {sorted(names)}')
-        return cls(**d)
+        return config_from_dict(cls, d, 'controller config')
 
 
 @dataclass

@@ -6,6 +6,7 @@ forward speed v (m/s, REP-103 x forward) and yaw rate w (rad/s, z up, positive t
 import math
 from dataclasses import asdict, dataclass, fields
 
+from liquid_controller.config_base import check_known_keys, config_to_dict
 from liquid_controller.errors import InputError
 
 
@@ -103,21 +104,12 @@ class SafetyConfig:
 
     def to_dict(self):
         """Plain JSON-able dict (tuples become lists)."""
-        d = asdict(self)
-        for k, v in d.items():
-            if isinstance(v, tuple):
-                d[k] = list(v)
-        return d
+        return config_to_dict(self, tuples_as_lists=True)
 
     @classmethod
     def from_dict(cls, d):
         """Inverse of :meth:`to_dict`; unknown keys raise InputError naming the key."""
-        if not isinstance(d, dict):
-            raise InputError('config', d, 'must be a dict')
-        known = {f.name for f in fields(cls)}
-        for k in d:
-            if k not in known:
-                raise InputError(k, d[k], 'unknown SafetyConfig field')
+        check_known_keys(d, {f.name for f in fields(cls)}, 'SafetyConfig')
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
         return cls(**kw)
 

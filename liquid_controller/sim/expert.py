@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from liquid_controller.config_base import config_from_dict
 from liquid_controller.errors import InputError
 from liquid_controller.sim.scene import Scene, load_scene
 from liquid_controller.sim.track import Track
@@ -48,8 +49,8 @@ class PerturbationConfig:
 
     @classmethod
     def from_dict(cls, data):
-        """Inverse of to_dict."""
-        return cls(**data)
+        """Inverse of to_dict; unknown keys are an InputError naming them."""
+        return config_from_dict(cls, data, 'perturbation')
 
 
 class ExpertDriver:

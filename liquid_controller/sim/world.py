@@ -13,10 +13,11 @@ command sequence: the seed drives the sensor noise, nothing else is random.
 """
 import copy
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from liquid_controller.config_base import config_from_dict, config_to_dict
 from liquid_controller.errors import InputError
 from liquid_controller.sim import mjcf
 from liquid_controller.sim.scene import load_scene
@@ -79,16 +80,12 @@ class WorldConfig:
 
     def to_dict(self):
         """Plain dict of the fields."""
-        return asdict(self)
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data):
         """Inverse of :meth:`to_dict`; unknown keys raise InputError."""
-        names = {f.name for f in fields(cls)}
-        for key in data:
-            if key not in names:
-                raise InputError(key, data[key], f'unknown WorldConfig field (allowed: {sorted(names)})')
-        return cls(**data)
+        return config_from_dict(cls, data, 'WorldConfig')
 
 
 @dataclass

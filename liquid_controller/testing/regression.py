@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from liquid_controller.config_base import check_known_keys
 from liquid_controller.errors import InputError
 
 COMPARED = ('command', 'nominal', 'neurons')
@@ -41,9 +42,7 @@ class Tolerance:
 
     @classmethod
     def from_dict(cls, d):
-        unknown = sorted(set(d) - {'atol', 'rtol'})
-        if unknown:
-            raise InputError('tolerance', unknown, "unknown keys; known: ['atol', 'rtol']")
+        check_known_keys(d, ('atol', 'rtol'), 'tolerance')
         return cls(**{k: float(v) for k, v in d.items()})
 
 

@@ -19,6 +19,7 @@ import math
 import time
 from pathlib import Path
 
+from liquid_controller.config_base import config_from_dict, config_to_dict
 from liquid_controller.errors import InputError
 from liquid_controller.train.evaluate import (ControllerDriver, EvalConfig, ExpertDriverAdapter,
                                               check_scene, evaluate_driver)
@@ -58,15 +59,11 @@ class AttentionSettings:
             raise InputError('attention.method', self.method, f'must be one of {ATTENTION_METHODS}')
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d):
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise InputError('attention', sorted(unknown), f'unknown keys (known: {sorted(names)})')
-        return cls(**d)
+        return config_from_dict(cls, d, 'attention')
 
 
 def _noise_levels(levels):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from liquid_controller.data.augment import AugmentConfig
 from liquid_controller.data.dataset import DatasetConfig
+from liquid_controller.config_base import check_known_keys
 from liquid_controller.errors import InputError
 
 DEVICES = ('auto', 'cpu', 'cuda')
@@ -201,10 +202,7 @@ class TrainConfig:
         train = data.get('train') or {}
         if not isinstance(train, dict):
             raise InputError('train', train, 'expected a mapping')
-        known = {f.name for f in fields(cls)} - sections
-        bad = set(train) - known
-        if bad:
-            raise InputError('train', sorted(bad), f'unknown keys; expected a subset of {sorted(known)}')
+        check_known_keys(train, {f.name for f in fields(cls)} - sections, 'train')
         kwargs = dict(train)
         for key in ('name', 'policy', 'safety', 'dataset', 'augment'):
             if key in data and data[key] is not None:

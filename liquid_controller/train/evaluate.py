@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from liquid_controller.config_base import check_known_keys, config_to_dict
 from liquid_controller.errors import InputError
 
 DEFAULT_SCENES = ('summer', 'fall', 'winter', 'night')
@@ -106,7 +107,7 @@ class EvalConfig:
 
     def to_dict(self):
         """JSON-able dict (tuples become lists)."""
-        d = dataclasses.asdict(self)
+        d = config_to_dict(self)
         d['scenes'] = list(self.scenes)
         d['seeds'] = list(self.seeds)
         return d
@@ -114,10 +115,7 @@ class EvalConfig:
     @classmethod
     def from_dict(cls, d):
         """Inverse of :meth:`to_dict`; unknown keys are an InputError naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise InputError('eval config', unknown, f'unknown keys; known: {sorted(names)}')
+        check_known_keys(d, {f.name for f in dataclasses.fields(cls)}, 'eval config')
         d = dict(d)
         for key in ('scenes', 'seeds'):
             if key in d and isinstance(d[key], list):

@@ -33,8 +33,8 @@ def test_demo_short_run_writes_metrics_plot_and_gif(tmp_path):
         assert metrics['untrained'] is True
 
 
-@pytest.mark.slow
 def test_demo_trained_model_drives_a_lap(tmp_path):
+    # About a minute (one lap at real time over DDS): the acceptance check for the shipped model.
     best = best_available_model()
     if best is None or best[1].untrained:
         pytest.skip('no trained model in models/ yet')
@@ -43,3 +43,4 @@ def test_demo_trained_model_drives_a_lap(tmp_path):
     metrics = json.loads((tmp_path / 'metrics.json').read_text())
     assert metrics['laps'] >= 1.0
     assert metrics['collisions'] == 0
+    assert metrics['lane_departures'] == 0

@@ -1,8 +1,8 @@
 """Fixtures for tests that use real rclpy over real DDS.
 
 test/conftest.py already isolates the run (ROS_DOMAIN_ID from the pid, localhost discovery, a private
-ROS_LOG_DIR). Here: an rclpy context per test module (init/shutdown even when a test fails), and the
-environment a spawned node process needs so it joins the same isolated domain.
+ROS_LOG_DIR) and provides ``rclpy_context`` (a context per test module). Here: the environment a
+spawned node process needs so it joins the same isolated domain.
 """
 import os
 import sys
@@ -11,20 +11,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope='module')
-def rclpy_context():
-    """An initialised rclpy Context of its own (not the global one); shut down after the module."""
-    import rclpy
-    from rclpy.context import Context
-    context = Context()
-    rclpy.init(context=context)
-    try:
-        yield context
-    finally:
-        if context.ok():
-            rclpy.shutdown(context=context)
 
 
 @pytest.fixture
