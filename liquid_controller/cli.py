@@ -10,16 +10,16 @@ import sys
 
 # subcommand -> module under liquid_controller.tools providing register(subparsers)
 TOOLS = {
-    'train': 'train',
-    'bench': 'bench',
-    'bringup': 'bringup',
     'demo': 'demo',
+    'bringup': 'bringup',
     'record': 'record',
-    'replay': 'replay',
-    'play': 'play',
+    'train': 'train',
     'evaluate': 'evaluate',
     'compare': 'compare',
+    'replay': 'replay',
+    'play': 'play',
     'explain': 'explain',
+    'bench': 'bench',
 }
 
 
@@ -27,7 +27,7 @@ def build_parser(names=None):
     """Build the argument parser with the given subcommands (all when None)."""
     parser = argparse.ArgumentParser(
         prog='liquid-controller',
-        description='Liquid neural network driving controller: demo, record, train, evaluate, bench.')
+        description='Liquid neural network driving controller: simulate, record, train, evaluate, replay, explain.')
     from liquid_controller import __version__
     parser.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
