@@ -10,9 +10,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from liquid_controller.ros import convert, qos
-
-GROUND_TRUTH_FIELDS = ('lateral_offset', 'heading_error', 'progress_laps', 'speed', 'in_lane',
-                       'collision', 'x', 'y', 'yaw')
+from liquid_controller.ros.sim_bridge import GROUND_TRUTH_FIELDS
 
 
 class EpisodeMonitor(Node):
