@@ -10,37 +10,37 @@
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 
 
+def _keep_last(depth, reliability):
+    """Volatile keep-last profile of the given depth and reliability."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
 def image_qos(depth=1):
     """Camera frames: best effort, keep last ``depth`` (default 1: never queue stale frames)."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                      reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+    return _keep_last(depth, ReliabilityPolicy.BEST_EFFORT)
 
 
 def imu_qos(depth=50):
     """IMU samples: best effort; deeper than images because several samples arrive per frame."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                      reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+    return _keep_last(depth, ReliabilityPolicy.BEST_EFFORT)
 
 
 def sensor_qos(depth=5):
     """Other sensors (range): best effort, shallow."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                      reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+    return _keep_last(depth, ReliabilityPolicy.BEST_EFFORT)
 
 
 def command_qos(depth=1):
     """cmd_vel: reliable keep-last 1 (only the newest command matters; a lost one is not retried late)."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+    return _keep_last(depth, ReliabilityPolicy.RELIABLE)
 
 
 def state_qos(depth=10):
     """odom, camera_info, ground truth, diagnostics: reliable, keep last ``depth``."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+    return _keep_last(depth, ReliabilityPolicy.RELIABLE)
 
 
 def clock_qos():
     """/clock: reliable keep-last 1 (matches best-effort and reliable subscribers alike)."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+    return _keep_last(1, ReliabilityPolicy.RELIABLE)
