@@ -22,6 +22,10 @@ class AugmentConfig:
     colour: per-channel gain drawn from U(1-g, 1+g).
     noise_std: standard deviation of additive Gaussian pixel noise, drawn per sequence from U(0, s).
     probability: chance that a sequence is augmented at all (the rest are seen clean).
+    channel_mix: strength a_max of a colour mixing M = (1 - a) I + a R, a ~ U(0, a_max), R a random
+        row-stochastic 3x3 matrix. Brightness, contrast and per-channel gain are undone by the policy's
+        'per_image' normalisation (each channel standardised per frame); mixing channels is not, so
+        it is the augmentation that changes colour relations (green grass vs grey road) the network sees.
     """
 
     brightness: float = 0.2
@@ -29,6 +33,7 @@ class AugmentConfig:
     colour: float = 0.1
     noise_std: float = 0.03
     probability: float = 0.8
+    channel_mix: float = 0.0
 
     def __post_init__(self):
         for f in fields(self):
@@ -68,6 +73,12 @@ def augment_images(images, config: AugmentConfig, generator=None):
     if config.colour > 0:
         g = uniform(b, 1, 3, 1, 1, low=1 - config.colour, high=1 + config.colour)
         out = out * (1 + apply * (g - 1))
+    if config.channel_mix > 0:
+        a = uniform(b, 1, 1, low=0.0, high=config.channel_mix) * apply.view(b, 1, 1)  # (B, 1, 1)
+        r = uniform(b, 3, 3, low=0.0, high=1.0)
+        r = r / r.sum(dim=2, keepdim=True)                  # (B, 3, 3) row-stochastic: stays in [0, 1]
+        mix = (1 - a) * torch.eye(3, device=dev, dtype=dtype) + a * r                   # (B, 3, 3)
+        out = torch.einsum('bij,btjhw->btihw', mix, out)
     if config.brightness > 0:
         off = uniform(b, 1, 1, 1, 1, low=-config.brightness, high=config.brightness)
         out = out + apply * off

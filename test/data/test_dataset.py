@@ -242,3 +242,30 @@ def test_augmentation_is_bounded_seeded_and_switchable():
     assert torch.allclose(bright[:, 0], bright[:, 1])
     with pytest.raises(InputError, match='augment.noise_std'):
         AugmentConfig(noise_std=2.0)
+
+
+def test_channel_mix_survives_per_image_normalisation_where_colour_gain_does_not():
+    """Per-channel standardisation undoes gains (so colour/brightness augmentation is invisible to a
+    'per_image' policy); mixing channels changes what the network sees, stays in [0, 1] and is held
+    over a sequence."""
+    from liquid_controller.policy.perception import normalize_images
+    g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    images = torch.rand(6, 2, 3, 8, 16) * 0.4 + 0.1   # no clipping at 1 even with a gain of 1.5
+
+    def seen(x):                                       # what the 'per_image' policy sees
+        return normalize_images(x.flatten(0, 1), 'per_image')
+
+    only = dict(brightness=0, contrast=0, noise_std=0, probability=1.0)
+    gain = augment_images(images, AugmentConfig(colour=0.5, **only), g())
+    assert (gain - images).abs().mean() > 0.02                      # the pixels did change ...
+    # ... but the policy's input barely does (only through the std floor of the normalisation)
+    assert (seen(gain) - seen(images)).abs().mean() < 0.05
+    mixed = augment_images(images, AugmentConfig(colour=0, channel_mix=1.0, **only), g())
+    assert (seen(mixed) - seen(images)).abs().mean() > 0.1
+    assert mixed.min() >= 0 and mixed.max() <= 1
+    # one matrix per sequence: a pixel's colour relation is the same in every frame
+    same = images[:, :1].expand(-1, 2, -1, -1, -1).contiguous()
+    out = augment_images(same, AugmentConfig(colour=0, channel_mix=1.0, **only), g())
+    torch.testing.assert_close(out[:, 0], out[:, 1])
+    off = augment_images(images, AugmentConfig(colour=0, channel_mix=0.0, **only), g())
+    torch.testing.assert_close(off, images)
