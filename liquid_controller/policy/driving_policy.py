@@ -48,6 +48,41 @@ COMMAND_SIZE = 2  # (v m/s, w rad/s)
 # dt (a gap this long has let every neuron settle anyway).
 MAX_NETWORK_TIME = 1e6
 
+# Allowed values of PolicyConfig's numeric fields. The upper bounds keep a configuration (a model card
+# in particular, see runtime/model_file.py) from asking for a network that takes minutes and gigabytes
+# to build, or for a solver loop that never ends; they sit far above anything this package trains (the
+# flagship: 64x128 images, 32 features, 19 neurons, 6 IMU features). Inclusive integer ranges:
+INT_RANGES = {
+    'ltc_unfolds': (1, 64),              # ODE solver steps per frame; step cost grows linearly
+    'image_height': (8, 1024),           # px; the head's stride-2 convolutions need >= 8
+    'image_width': (8, 1024),
+    'image_channels': (1, 4),
+    'imu_size': (0, 64),
+    'feature_size': (1, 4096),           # conv head outputs
+    'conv_squeeze_channels': (1, 1024),
+    'lstm_hidden': (1, 1024),
+    'num_barrier_params': (0, 16),
+    'aux_outputs': (0, 16),
+    'seed': (0, 2 ** 32 - 1),            # numpy and torch both accept any 32-bit seed
+}
+MAX_UNITS = 1000                          # liquid neurons (the NCP wiring is built in Python loops)
+MIN_LIQUID_UNITS = 4                      # an NCP needs inter, command and motor neurons
+MAX_CONV_LAYERS = 8
+MAX_CONV_CHANNELS = 1024
+MAX_SPEED = 50.0                          # m/s, |v_min| and |v_max|
+MAX_TURN_RATE = 50.0                      # rad/s, w_max
+# Float fields: name -> (low, high, low excluded). high is always included.
+FLOAT_RANGES = {
+    'imu_clip': (0.0, 1e3, True),
+    'sparsity': (0.1, 1.0, False),
+    'v_min': (-MAX_SPEED, MAX_SPEED, False),
+    'v_max': (-MAX_SPEED, MAX_SPEED, False),
+    'w_max': (0.0, MAX_TURN_RATE, True),
+    'time_scale': (0.0, 1e4, True),
+}
+MAX_BARRIER_PARAM = 1e4                   # barrier_param_range: 0 < low < high <= this
+MAX_IMU_SCALE = 1e3                       # |imu_scale[i]| <= this
+
 
 # -------------------------------------------------------------------------------------------------
 # Configuration
@@ -77,6 +112,10 @@ class PolicyConfig:
     time_scale: network time units per second of elapsed time. The default 30 makes one nominal
     30 Hz camera frame one unit: the cells' initialisations (from ncps) assume elapsed times of about
     1, and in seconds an LTC neuron would barely move in one frame. Irregular steps keep their ratios.
+
+    Every numeric field has a bounded range (``INT_RANGES``, ``FLOAT_RANGES`` and the ``MAX_*``
+    constants of this module), checked on construction: a bad value raises InputError naming
+    ``PolicyConfig.<field>``, the value and the allowed range.
     """
 
     core: str = 'cfc'
@@ -105,40 +144,36 @@ class PolicyConfig:
     time_scale: float = 30.0
 
     def __post_init__(self):
+        # Every integer is checked (type and range) before anything is sized by it: imu_size, for
+        # one, sizes the default imu_scale below.
         self._check_choice('core', CORES)
         self._check_choice('cfc_mode', CFC_MODES)
         self._check_choice('image_normalization', IMAGE_NORMALIZATIONS)
-        for name, minimum in (('ltc_unfolds', 1), ('image_height', 8), ('image_width', 8),
-                              ('image_channels', 1), ('imu_size', 0), ('feature_size', 1),
-                              ('conv_squeeze_channels', 1), ('lstm_hidden', 1),
-                              ('num_barrier_params', 0), ('aux_outputs', 0), ('seed', 0)):
-            self._check_int(name, minimum)
-        self._check_int('units', 4 if self.core in LIQUID_CORES else 1)
-        if self.core in LIQUID_CORES and self.units > 1000:
-            raise InputError('PolicyConfig.units', self.units, 'must be <= 1000 for a liquid core')
-        for name in ('imu_clip', 'sparsity', 'v_min', 'v_max', 'w_max', 'time_scale'):
-            self._check_float(name)
-        if self.time_scale <= 0:
-            raise InputError('PolicyConfig.time_scale', self.time_scale, 'must be > 0')
-        if self.imu_clip <= 0:
-            raise InputError('PolicyConfig.imu_clip', self.imu_clip, 'must be > 0')
-        if not 0.1 <= self.sparsity <= 1.0:
-            raise InputError('PolicyConfig.sparsity', self.sparsity, 'must be in [0.1, 1.0]')
+        for name, (minimum, maximum) in INT_RANGES.items():
+            self._check_int(name, minimum, maximum)
+        self._check_int('units', MIN_LIQUID_UNITS if self.core in LIQUID_CORES else 1, MAX_UNITS)
+        for name, (low, high, low_excluded) in FLOAT_RANGES.items():
+            self._check_float(name, low, high, low_excluded)
         if self.v_min >= self.v_max:
             raise InputError('PolicyConfig.v_max', self.v_max, f'must be > v_min ({self.v_min})')
-        if self.w_max <= 0:
-            raise InputError('PolicyConfig.w_max', self.w_max, 'must be > 0')
-        self.conv_channels = self._check_tuple('conv_channels', None, int, 1)
-        if not self.conv_channels or any(c < 1 for c in self.conv_channels):
+        if isinstance(self.conv_channels, (tuple, list)) and not 1 <= len(self.conv_channels) \
+                <= MAX_CONV_LAYERS:
             raise InputError('PolicyConfig.conv_channels', self.conv_channels,
-                             'must be a non-empty list of positive integers')
+                             f'must list 1 to {MAX_CONV_LAYERS} layer widths')
+        self.conv_channels = self._check_tuple('conv_channels', None, int, 1)
+        if any(not 1 <= c <= MAX_CONV_CHANNELS for c in self.conv_channels):
+            raise InputError('PolicyConfig.conv_channels', self.conv_channels,
+                             f'entries must be integers in [1, {MAX_CONV_CHANNELS}]')
         low, high = self.barrier_param_range = self._check_tuple('barrier_param_range', 2, float)
-        if not 0 < low < high:
+        if not 0 < low < high <= MAX_BARRIER_PARAM:
             raise InputError('PolicyConfig.barrier_param_range', self.barrier_param_range,
-                             'must be (low, high) with 0 < low < high')
+                             f'must be (low, high) with 0 < low < high <= {MAX_BARRIER_PARAM:g}')
         if self.imu_scale is None:
             self.imu_scale = _default_imu_scale(self.imu_size)
         self.imu_scale = self._check_tuple('imu_scale', self.imu_size, float)
+        if any(abs(v) > MAX_IMU_SCALE for v in self.imu_scale):
+            raise InputError('PolicyConfig.imu_scale', self.imu_scale,
+                             f'entries must be in [-{MAX_IMU_SCALE:g}, {MAX_IMU_SCALE:g}]')
 
     # -- validation helpers (each error names the field and the value) --------------------------------
     def _check_choice(self, name, choices):
@@ -146,19 +181,22 @@ class PolicyConfig:
         if value not in choices:
             raise InputError(f'PolicyConfig.{name}', value, f'must be one of {choices}')
 
-    def _check_int(self, name, minimum):
+    def _check_int(self, name, minimum, maximum):
         value = getattr(self, name)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise InputError(f'PolicyConfig.{name}', value, 'must be an integer')
-        if value < minimum:
-            raise InputError(f'PolicyConfig.{name}', value, f'must be >= {minimum}')
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                or not minimum <= value <= maximum:
+            raise InputError(f'PolicyConfig.{name}', value,
+                             f'must be an integer in [{minimum}, {maximum}]')
         setattr(self, name, int(value))
 
-    def _check_float(self, name):
+    def _check_float(self, name, low, high, low_excluded):
         value = getattr(self, name)
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
                 or not math.isfinite(value):
             raise InputError(f'PolicyConfig.{name}', value, 'must be a finite number')
+        if not (low < value if low_excluded else low <= value) or value > high:
+            raise InputError(f'PolicyConfig.{name}', value,
+                             f'must be in {"(" if low_excluded else "["}{low:g}, {high:g}]')
         setattr(self, name, float(value))
 
     def _check_tuple(self, name, length, kind, minimum=None):
