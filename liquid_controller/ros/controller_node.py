@@ -1,54 +1,77 @@
 """The controller lifecycle node (executable ``controller_node``): camera + IMU in, cmd_vel out.
 
-Thin adapter around :class:`liquid_controller.runtime.controller.Controller`:
+Thin adapter around :class:`liquid_controller.runtime.controller.Controller` and
+:class:`liquid_controller.runtime.frame_assembler.FrameAssembler`:
 
-- configure: read + validate parameters, load the model file (card validated against the configured
-  image size and topics), build and warm up the Controller, create publishers. A bad model path or a
-  bad parameter -> FAILURE (the node stays unconfigured, the error is logged).
+- configure: check the parameter overrides (an unknown key, e.g. a misspelled one in the params file, is
+  an error naming it), snapshot and validate the parameters, load the model file (card validated
+  against the configured image size and topics), build and warm up the Controller, create publishers.
+  Any failure -> FAILURE (the node stays unconfigured, the cause is logged).
 - activate: subscriptions + watchdog timer (steady clock) on; commands flow.
 - deactivate: publishes one zero command, then stops output. cleanup/shutdown release everything.
 
+Parameters are read once at configure. Only ``mode`` and ``publish_neurons`` may change while the node
+is configured (:data:`LIVE_PARAMETERS`); a change of any other parameter is refused with a reason until
+the node is cleaned up (unconfigured), and applies at the next configure.
+
 Inputs (relative names, remappable): ``camera/image_raw`` (sensor_msgs/Image; CompressedImage on
 ``camera/image_raw/compressed`` when ``image_transport`` is ``compressed``), ``imu/data``, ``odom``
-(optional), ``range`` (optional). Images use sensor-data QoS with depth 1: an old frame is replaced,
-never processed late. IMU samples are buffered and cut into one window per frame by header stamp.
+(optional), ``range`` / ``scan`` (optional). Camera QoS is ``image_reliability`` + ``image_depth``
+(default auto, depth 1: reliable, because on one host best effort loses most frames of 640x480 and
+larger; when a best-effort camera publisher appears, which a reliable subscription cannot match, the
+subscription is made again best effort and /diagnostics says so). IMU, odometry, range and scan
+subscriptions are best effort, which matches reliable and best-effort publishers alike.
 
 Outputs: ``cmd_vel`` (TwistStamped, or Twist when ``enable_stamped_cmd_vel`` is false; stamped with the
 node clock at publish time, frame ``frame_id``), ``~/nominal_cmd_vel``, ``~/safety``, ``~/neurons``,
 ``/diagnostics`` (layouts in liquid_controller/ros/diagnostics.py), ``~/attention`` (sensor_msgs/Image
-rgb8: VisualBackProp saliency blended on the camera frame, at most ``attention_rate_hz`` per second,
-computed after the command is published; 0 = off). Services ``~/reset_state``
-(std_srvs/Trigger) and ``~/enable`` (std_srvs/SetBool). Parameter ``mode``: ``drive`` or ``shadow``
-(shadow: everything computed and published except cmd_vel).
+rgb8: VisualBackProp saliency blended on the newest camera frame, at most ``attention_rate_hz`` per
+second, computed in its own callback group, never in the control callback; 0 = off, the default).
+Services ``~/reset_state`` (std_srvs/Trigger) and ``~/enable`` (std_srvs/SetBool). Parameter ``mode``:
+``drive`` or ``shadow`` (shadow: everything computed and published except cmd_vel).
+
+Threads: :func:`main` spins a multi-threaded executor. The camera callback, the sensor callbacks, the
+watchdog/diagnostics timers and the attention timer are in separate callback groups, so IMU samples are
+buffered while a frame is processed and the watchdog fires even when a callback is slow. One lock
+serialises everything that touches the Controller or publishes a command.
 """
 from __future__ import annotations
 
-import bisect
 import dataclasses
+import difflib
+import os
+import signal
+import sys
+import threading
 import time
-from collections import deque
 
-import numpy as np
 import rclpy
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from liquid_controller.errors import InputError, ModelFileError
 from liquid_controller.ros import convert, diagnostics, qos
 from liquid_controller.runtime.controller import OK, RESET, Controller, ControllerConfig, MeasuredState
-from liquid_controller.runtime.preprocess import ImuWindow, forward_distance
+from liquid_controller.runtime.frame_assembler import FrameAssembler
+from liquid_controller.runtime.preprocess import forward_distance
 from liquid_controller.runtime.stats import EventRate, RateMeter, RollingStats
 
 MODES = ('drive', 'shadow')
 TRANSPORTS = ('raw', 'compressed')
-IMU_BUFFER = 4000          # samples kept (20 s at 200 Hz): bounded memory under a flood
-MEASUREMENT_MAX_AGE = 0.5  # s (by stamps): older odom / range readings are not used
+RELIABILITIES = ('auto', 'reliable', 'best_effort')
 # Relative topic names (remappable). The Gazebo bridge config and the launch file use the same names.
 TOPICS = {'image': 'camera/image_raw', 'compressed_image': 'camera/image_raw/compressed',
           'imu': 'imu/data', 'odom': 'odom', 'range': 'range', 'scan': 'scan', 'cmd_vel': 'cmd_vel'}
+LIVE_PARAMETERS = ('mode', 'publish_neurons')   # may change while configured; all others may not
+ZERO_ACK_TIMEOUT = 0.5   # s a final zero command waits for reliable subscribers to acknowledge it
+# Parameters every ROS node may get that are not ours (set by rclpy or by ROS tools).
+FOREIGN_PARAMETER_PREFIXES = ('qos_overrides.',)
+FOREIGN_PARAMETERS = ('use_sim_time', 'start_type_description_service')
 
 
 def _fr(lo, hi, step=0.0):
@@ -60,11 +83,18 @@ def _ir(lo, hi, step=1):
 
 
 # name -> (default, description, range or None). Mirrors config/controller.yaml (a test checks it).
+# Every numeric parameter has a range; string choices are checked in _on_set_parameters.
 PARAMETERS = {
     'model': ('', 'Model name in models/ or path to NAME.json; empty = best available model', None),
     'mode': ('drive', 'drive: publish cmd_vel; shadow: compute and publish ~/nominal_cmd_vel only', None),
     'image_transport': ('raw', 'raw: sensor_msgs/Image on camera/image_raw; compressed: '
                                'sensor_msgs/CompressedImage on camera/image_raw/compressed', None),
+    'image_reliability': ('auto', 'Camera subscription QoS reliability: reliable (delivers large '
+                                  'frames on one host; needs a reliable publisher), best_effort (matches '
+                                  'any publisher) or auto (reliable, switching to best_effort when a '
+                                  'best-effort camera publisher appears)', None),
+    'image_depth': (1, 'Camera subscription QoS depth (keep last); 1 = never process a stale frame',
+                    _ir(1, 100)),
     'image_height': (64, 'Configured camera image height (px); must match the model card', _ir(1, 4096)),
     'image_width': (128, 'Configured camera image width (px); must match the model card', _ir(1, 4096)),
     'resize_images': (False, 'Area-resample frames whose size differs from the model input', None),
@@ -81,16 +111,36 @@ PARAMETERS = {
     'input_timeout': (0.5, 'Watchdog: no valid frame for this long (s, steady clock) -> brake to zero',
                       _fr(0.01, 10.0)),
     'imu_timeout': (0.25, 'No IMU sample for this long (s, by stamps) -> bad input', _fr(0.001, 10.0)),
+    'measurement_max_age': (0.5, 'Odometry / range / scan readings further than this (s, by stamps) '
+                                 'from the camera frame are not used', _fr(0.001, 10.0)),
+    'max_clock_skew': (0.5, 'A live IMU or odometry stream stamped further than this (s) from the camera '
+                            'is bad input (clock skew)', _fr(0.01, 3600.0)),
     'max_linear_accel': (2.0, 'Rate limit of the nominal linear velocity (m/s^2)', _fr(0.01, 100.0)),
     'max_angular_accel': (8.0, 'Rate limit of the nominal angular velocity (rad/s^2)', _fr(0.01, 100.0)),
     'brake_decel': (0.0, 'Braking deceleration (m/s^2) for stops; 0 = the safety filter limit',
                     _fr(0.0, 100.0)),
+    'brake_angular_decel': (0.0, 'Yaw-rate braking (rad/s^2) for stops; 0 = max_angular_accel',
+                            _fr(0.0, 100.0)),
+    'stop_speed': (0.01, 'While braking, |v| and |w| below this become exactly zero', _fr(0.0, 1.0)),
+    'use_predicted_lane': (True, "Give the policy's predicted lane offset / heading error to the "
+                                 "safety filter's lane rows", None),
     'watchdog_period': (0.02, 'Watchdog timer period (s, steady clock)', _fr(0.001, 1.0)),
     'diagnostics_period': (1.0, 'Period of /diagnostics (s, steady clock)', _fr(0.05, 60.0)),
     'publish_neurons': (True, 'Publish the hidden state on ~/neurons', None),
-    'attention_rate_hz': (2.0, 'Largest rate (Hz, steady clock) of the ~/attention overlay image, '
-                               'computed after the command is published; 0 = off', _fr(0.0, 30.0)),
+    'attention_rate_hz': (0.0, 'Largest rate (Hz, steady clock) of the ~/attention overlay image, '
+                               'computed in its own callback group; 0 = off', _fr(0.0, 30.0)),
 }
+# Ranges of the numeric safety.* parameters (SafetyConfig also checks their relations at configure).
+SAFETY_RANGES = {
+    'v_min': (-20.0, 0.0), 'v_max': (0.001, 20.0), 'w_max': (0.001, 20.0), 'accel_max': (0.001, 50.0),
+    'decel_max': (0.001, 50.0), 'a_lat_max': (0.001, 100.0), 'control_period': (0.001, 1.0),
+    'obstacle_margin': (0.0, 10.0), 'lane_half_width': (0.001, 100.0), 'lane_margin': (0.0, 10.0),
+    'num_barrier_params': (2, 4, 2), 'soft_penalty': (1e-6, 1e9), 'solver_tol': (1e-15, 1e-3),
+    'speed_tolerance': (0.0, 10.0), 'yaw_rate_tolerance': (0.0, 10.0),
+    'max_abs_lateral_accel': (0.001, 1000.0), 'max_abs_lane_offset': (0.001, 1000.0),
+    'max_abs_nominal': (1.0, 1e6),
+}
+CHOICES = {'mode': MODES, 'image_transport': TRANSPORTS, 'image_reliability': RELIABILITIES}
 
 
 class ControllerNode(LifecycleNode):
@@ -98,191 +148,248 @@ class ControllerNode(LifecycleNode):
 
     def __init__(self, node_name='controller', **kwargs):
         super().__init__(node_name, **kwargs)
+        self._lock = threading.RLock()     # Controller, publishers and lifecycle state
+        self._configured = False
+        self._active = False
+        self.controller = None
+        self.assembler = None
+        self._settings = {}
         self._safety_fields = _safety_parameter_fields()
         for name, (default, text, rng) in PARAMETERS.items():
-            desc = ParameterDescriptor(description=text)
-            if rng and isinstance(default, float):
-                desc.floating_point_range = rng
-            elif rng:
-                desc.integer_range = rng
-            if name == 'mode':
-                desc.additional_constraints = 'one of: drive, shadow'
-            if name == 'image_transport':
-                desc.additional_constraints = 'one of: raw, compressed'
-            self.declare_parameter(name, default, desc)
+            self.declare_parameter(name, default, _descriptor(name, default, text, rng))
         for name, (default, text) in self._safety_fields.items():
-            self.declare_parameter(f'safety.{name}', default, ParameterDescriptor(description=text))
+            rng = SAFETY_RANGES.get(name)
+            if rng is not None:
+                rng = _ir(*rng) if isinstance(default, int) else _fr(*rng)
+            self.declare_parameter(f'safety.{name}', default,
+                                   _descriptor(f'safety.{name}', default, text, rng))
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.controller = None
+        self._groups = {k: MutuallyExclusiveCallbackGroup()
+                        for k in ('camera', 'sensors', 'watchdog', 'attention')}
         self._lc_pubs = {}
         self._lc_subs = []
         self._lc_timers = []
-        self._lc_services = []
-        self._active = False
         self._reset_state_buffers()
-        self._lc_services.append(self.create_service(_srv('Trigger'), '~/reset_state', self._on_reset))
-        self._lc_services.append(self.create_service(_srv('SetBool'), '~/enable', self._on_enable))
+        self._lc_services = [self.create_service(_srv('Trigger'), '~/reset_state', self._on_reset),
+                          self.create_service(_srv('SetBool'), '~/enable', self._on_enable)]
+        unknown = self.unknown_parameter_overrides()
+        if unknown:   # reported now; configure refuses them
+            self.get_logger().error(f'unknown parameters (configure will fail): {"; ".join(unknown)}')
         self.get_logger().info('controller node created (unconfigured)')
 
     # --------------------------------------------------------------------------------- parameters
 
-    def _p(self, name):
-        return self.get_parameter(name).value
+    def _s(self, name):
+        """A configure-time setting (snapshot taken at configure)."""
+        return self._settings[name]
+
+    def unknown_parameter_overrides(self):
+        """Overrides (params file, command line) that name no parameter of this node, each with the
+        closest known name: a misspelled safety parameter must not silently keep its default."""
+        known = set(self._parameters)
+        out = []
+        for name in sorted(self._parameter_overrides):
+            if name in known or name in FOREIGN_PARAMETERS or name.startswith(FOREIGN_PARAMETER_PREFIXES):
+                continue
+            close = difflib.get_close_matches(name, known, n=1)
+            out.append(f'{name!r} is not a parameter of this node'
+                       + (f' (did you mean {close[0]!r}?)' if close else ''))
+        return out
 
     def _on_set_parameters(self, params):
         for p in params:
-            if p.name == 'mode' and p.value not in MODES:
-                return SetParametersResult(successful=False, reason=f'mode={p.value!r}: one of {MODES}')
-            if p.name == 'image_transport' and p.value not in TRANSPORTS:
+            if p.name in CHOICES and p.value not in CHOICES[p.name]:
                 return SetParametersResult(successful=False,
-                                           reason=f'image_transport={p.value!r}: one of {TRANSPORTS}')
-            if p.name == 'mode' and p.value == 'shadow' and self._active:
-                self._publish_zero()  # leaving drive: the robot must not keep the last command
+                                           reason=f'{p.name}={p.value!r}: one of {CHOICES[p.name]}')
+            if self._configured and p.name not in LIVE_PARAMETERS and p.name not in FOREIGN_PARAMETERS:
+                return SetParametersResult(
+                    successful=False,
+                    reason=f'{p.name} is read at configure: deactivate and clean up the node, set it, '
+                           f'then configure again (live parameters: {", ".join(LIVE_PARAMETERS)})')
         # numeric checks across parameters (a single changed value is checked with the others)
-        values = {n: self._p(n) for n in ('max_dt', 'reset_gap')}
-        values.update({p.name: p.value for p in params if p.name in values})
-        if values['max_dt'] > values['reset_gap']:
+        values = {n: self.get_parameter(n).value for n in ('max_dt', 'reset_gap')
+                  if self.has_parameter(n)}
+        values.update({p.name: p.value for p in params if p.name in ('max_dt', 'reset_gap')})
+        if len(values) == 2 and values['max_dt'] > values['reset_gap']:
             return SetParametersResult(successful=False,
                                        reason=f"max_dt={values['max_dt']} must not exceed "
                                               f"reset_gap={values['reset_gap']}")
+        for p in params:
+            if p.name == 'mode' and p.value == 'shadow' and self._active:
+                self._publish_zero()  # leaving drive: the robot must not keep the last command
         return SetParametersResult(successful=True)
 
+    def _snapshot_settings(self):
+        names = list(PARAMETERS) + [f'safety.{n}' for n in self._safety_fields]
+        return {n: self.get_parameter(n).value for n in names}
+
     def _controller_config(self):
+        s = self._settings
         return ControllerConfig(
-            max_dt=float(self._p('max_dt')), reset_gap=float(self._p('reset_gap')),
-            input_timeout=float(self._p('input_timeout')), imu_timeout=float(self._p('imu_timeout')),
-            require_imu=bool(self._p('require_imu')),
-            max_linear_accel=float(self._p('max_linear_accel')),
-            max_angular_accel=float(self._p('max_angular_accel')),
-            brake_decel=float(self._p('brake_decel')), resize_images=bool(self._p('resize_images')))
+            max_dt=float(s['max_dt']), reset_gap=float(s['reset_gap']),
+            input_timeout=float(s['input_timeout']), imu_timeout=float(s['imu_timeout']),
+            require_imu=bool(s['require_imu']), max_linear_accel=float(s['max_linear_accel']),
+            max_angular_accel=float(s['max_angular_accel']), brake_decel=float(s['brake_decel']),
+            brake_angular_decel=float(s['brake_angular_decel']), stop_speed=float(s['stop_speed']),
+            resize_images=bool(s['resize_images']), use_predicted_lane=bool(s['use_predicted_lane']))
 
     def _safety_config(self):
         from liquid_controller.safety.config import SafetyConfig
         kwargs = {}
         for name, (default, _) in self._safety_fields.items():
-            value = self._p(f'safety.{name}')
-            if isinstance(default, list):
-                value = list(value)
-            kwargs[name] = value
+            value = self._settings[f'safety.{name}']
+            kwargs[name] = list(value) if isinstance(default, list) else value
         return SafetyConfig(**kwargs)
 
     # ---------------------------------------------------------------------------------- lifecycle
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        try:
-            from liquid_controller.runtime.model_file import best_available_model, load_model
-            model = self._p('model')
-            if not model:
-                best = best_available_model()
-                if best is None:
-                    raise ModelFileError('parameter model is empty and models/ has no model file')
-                model = str(best[0])
-            topics = {'image', 'imu'} | ({'odom'} if self._p('use_odometry') else set()) \
-                | ({'range'} if self._p('use_range') else set()) \
-                | ({'scan'} if self._p('use_scan') else set())
-            size = None if self._p('resize_images') else (self._p('image_height'), self._p('image_width'))
-            loaded = load_model(model, expected_image_size=size, available_topics=topics)
-            self.controller = Controller(loaded, self._controller_config(), self._safety_config())
-        except (ModelFileError, InputError, ValueError, TypeError) as exc:
-            self.get_logger().error(f'configure failed: {exc}')
-            self.controller = None
-            return TransitionCallbackReturn.FAILURE
-        card = loaded.card
-        if card.untrained:
-            self.get_logger().warning(f'model {card.name!r} is UNTRAINED (random weights): it will not '
-                                   'drive well; use it only to bring up the system')
-        self._model_name = card.name
-        self._untrained = card.untrained
-        self._neuron_labels = diagnostics.neuron_labels(self.controller.neuron_groups,
-                                                        self.controller.neurons().size)
-        stamped = bool(self._p('enable_stamped_cmd_vel'))
-        twist = _msg('geometry_msgs.msg', 'TwistStamped' if stamped else 'Twist')
-        self._lc_pubs = {
-            'cmd_vel': self.create_publisher(twist, TOPICS['cmd_vel'], qos.command_qos()),
-            'nominal': self.create_publisher(twist, '~/nominal_cmd_vel', qos.command_qos()),
-            'safety': self.create_publisher(_msg('diagnostic_msgs.msg', 'DiagnosticStatus'),
-                                            '~/safety', qos.state_qos()),
-            'neurons': self.create_publisher(_msg('std_msgs.msg', 'Float32MultiArray'),
-                                             '~/neurons', qos.state_qos()),
-            'diagnostics': self.create_publisher(_msg('diagnostic_msgs.msg', 'DiagnosticArray'),
-                                                 '/diagnostics', qos.state_qos()),
-            'attention': self.create_publisher(_msg('sensor_msgs.msg', 'Image'), '~/attention',
-                                               qos.image_qos(1)),
-        }
-        self.get_logger().info(f'configured with model {card.name!r} ({loaded.json_path})')
-        return TransitionCallbackReturn.SUCCESS
+        with self._lock:
+            try:
+                unknown = self.unknown_parameter_overrides()
+                if unknown:
+                    raise InputError('parameters', '; '.join(unknown), 'unknown parameter names')
+                self._settings = self._snapshot_settings()
+                loaded = self._load_model()
+                self.controller = Controller(loaded, self._controller_config(), self._safety_config())
+                self.assembler = FrameAssembler(self._s('max_dt'),
+                                                measurement_max_age=self._s('measurement_max_age'),
+                                                max_clock_skew=self._s('max_clock_skew'))
+            except (ModelFileError, InputError, ValueError, TypeError) as exc:
+                self.get_logger().error(f'configure failed: {exc}')
+                self.controller = None
+                self._settings = {}
+                return TransitionCallbackReturn.FAILURE
+            card = loaded.card
+            if card.untrained:
+                self.get_logger().warning(f'model {card.name!r} is UNTRAINED (random weights): it will '
+                                          'not drive well; use it only to bring up the system')
+            self._model_name = card.name
+            self._untrained = card.untrained
+            self._neuron_labels = diagnostics.neuron_labels(self.controller.neuron_groups,
+                                                            self.controller.neurons().size)
+            twist = _msg('geometry_msgs.msg',
+                         'TwistStamped' if self._s('enable_stamped_cmd_vel') else 'Twist')
+            self._lc_pubs = {
+                'cmd_vel': self.create_publisher(twist, TOPICS['cmd_vel'], qos.command_qos()),
+                'nominal': self.create_publisher(twist, '~/nominal_cmd_vel', qos.command_qos()),
+                'safety': self.create_publisher(_msg('diagnostic_msgs.msg', 'DiagnosticStatus'),
+                                                '~/safety', qos.state_qos()),
+                'neurons': self.create_publisher(_msg('std_msgs.msg', 'Float32MultiArray'),
+                                                 '~/neurons', qos.state_qos()),
+                'diagnostics': self.create_publisher(_msg('diagnostic_msgs.msg', 'DiagnosticArray'),
+                                                     '/diagnostics', qos.state_qos()),
+            }
+            if self._s('attention_rate_hz') > 0:
+                self._lc_pubs['attention'] = self.create_publisher(
+                    _msg('sensor_msgs.msg', 'Image'), '~/attention', qos.image_qos(1))
+            self._configured = True
+            self.get_logger().info(f'configured with model {card.name!r} ({loaded.json_path})')
+            return TransitionCallbackReturn.SUCCESS
+
+    def _load_model(self):
+        from liquid_controller.runtime.model_file import best_available_model, load_model
+        model = self._s('model')
+        if not model:
+            best = best_available_model()
+            if best is None:
+                raise ModelFileError('parameter model is empty and models/ has no model file')
+            model = str(best[0])
+        topics = {'image', 'imu'} | ({'odom'} if self._s('use_odometry') else set()) \
+            | ({'range'} if self._s('use_range') else set()) \
+            | ({'scan'} if self._s('use_scan') else set())
+        size = None if self._s('resize_images') else (self._s('image_height'), self._s('image_width'))
+        return load_model(model, expected_image_size=size, available_topics=topics)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._reset_state_buffers()
-        self.controller.start(time.monotonic())
-        self._create_subscriptions()
-        steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self._lc_timers = [
-            self.create_timer(float(self._p('watchdog_period')), self._on_watchdog, clock=steady),
-            self.create_timer(float(self._p('diagnostics_period')), self._publish_diagnostics,
-                              clock=steady),
-        ]
-        self._active = True
-        self.get_logger().info(f"active (mode {self._p('mode')})")
-        return TransitionCallbackReturn.SUCCESS
+        with self._lock:
+            self._reset_state_buffers()
+            self.assembler.reset()
+            self.controller.start(time.monotonic())
+            self._create_subscriptions()
+            steady = Clock(clock_type=ClockType.STEADY_TIME)
+            self._lc_timers = [
+                self.create_timer(self._s('watchdog_period'), self._on_watchdog, clock=steady,
+                                  callback_group=self._groups['watchdog']),
+                self.create_timer(self._s('diagnostics_period'), self._publish_diagnostics,
+                                  clock=steady, callback_group=self._groups['watchdog']),
+            ]
+            rate = self._s('attention_rate_hz')
+            if rate > 0:
+                self._lc_timers.append(self.create_timer(1.0 / rate, self._on_attention_timer,
+                                                         clock=steady,
+                                                         callback_group=self._groups['attention']))
+            self._active = True
+            self.get_logger().info(f"active (mode {self.get_parameter('mode').value})")
+            return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._publish_zero()
-        self._active = False
-        self._destroy_runtime_entities()
+        self.stop_output()
         self.get_logger().info('deactivated: zero command published')
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._destroy_runtime_entities()
-        for pub in self._lc_pubs.values():
-            self.destroy_publisher(pub)
-        self._lc_pubs = {}
-        self.controller = None
-        return TransitionCallbackReturn.SUCCESS
+        with self._lock:
+            self._destroy_runtime_entities()
+            for pub in self._lc_pubs.values():
+                self.destroy_publisher(pub)
+            self._lc_pubs = {}
+            self.controller = None
+            self.assembler = None
+            self._configured = False
+            self._settings = {}
+            return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self._active:
-            self._publish_zero()
-        self._active = False
-        self._destroy_runtime_entities()
+        self.stop_output()
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        try:
-            if self._lc_pubs:
-                self._publish_zero()
-        finally:
-            self._active = False
-            self._destroy_runtime_entities()
+        self.stop_output()
         return TransitionCallbackReturn.SUCCESS
 
+    def stop_output(self, wait_ack=ZERO_ACK_TIMEOUT):
+        """Stop commanding: no callback publishes a command after this returns, and when output was
+        active one zero command is published and (up to ``wait_ack`` s) acknowledged by reliable
+        subscribers, so it is not lost when the process exits right after. Never raises."""
+        with self._lock:
+            was_active, self._active = self._active, False
+            self._destroy_runtime_entities()
+            if was_active:
+                self._publish_zero(wait_ack)
+
     def _create_subscriptions(self):
-        # IMU, odom and range first: when a frame and the samples before it are ready together, the
-        # executor serves subscriptions in creation order, so the samples are buffered before the
-        # frame's window is cut (otherwise they would slip into the next frame's window).
+        sensors = self._groups['sensors']
         self._lc_subs.append(self.create_subscription(_msg('sensor_msgs.msg', 'Imu'), TOPICS['imu'],
-                                                      self._on_imu, qos.imu_qos()))
-        if self._p('use_odometry'):
+                                                      self._on_imu, qos.imu_qos(),
+                                                      callback_group=sensors))
+        if self._s('use_odometry'):
+            # best effort matches reliable and best-effort odometry publishers alike
             self._lc_subs.append(self.create_subscription(_msg('nav_msgs.msg', 'Odometry'),
                                                           TOPICS['odom'], self._on_odom,
-                                                          qos.state_qos()))
-        if self._p('use_range'):
+                                                          qos.sensor_qos(), callback_group=sensors))
+        if self._s('use_range'):
             self._lc_subs.append(self.create_subscription(_msg('sensor_msgs.msg', 'Range'),
                                                           TOPICS['range'], self._on_range,
-                                                          qos.sensor_qos()))
-        if self._p('use_scan'):
+                                                          qos.sensor_qos(), callback_group=sensors))
+        if self._s('use_scan'):
             self._lc_subs.append(self.create_subscription(_msg('sensor_msgs.msg', 'LaserScan'),
                                                           TOPICS['scan'], self._on_scan,
-                                                          qos.sensor_qos()))
-        if self._p('image_transport') == 'compressed':
-            self._lc_subs.append(self.create_subscription(
-                _msg('sensor_msgs.msg', 'CompressedImage'), TOPICS['compressed_image'],
-                lambda m: self._on_image(m, convert.decode_compressed_image), qos.image_qos(1)))
+                                                          qos.sensor_qos(), callback_group=sensors))
+        self._create_image_subscription()
+
+    def _create_image_subscription(self):
+        image_qos = qos.image_qos(self._s('image_depth'), self._image_reliability)
+        events = _incompatible_qos_events(self._on_image_qos_incompatible)
+        if self._s('image_transport') == 'compressed':
+            msg_type, topic, decoder = (_msg('sensor_msgs.msg', 'CompressedImage'),
+                                        TOPICS['compressed_image'], convert.decode_compressed_image)
         else:
-            self._lc_subs.append(self.create_subscription(
-                _msg('sensor_msgs.msg', 'Image'), TOPICS['image'],
-                lambda m: self._on_image(m, convert.decode_image), qos.image_qos(1)))
+            msg_type, topic, decoder = _msg('sensor_msgs.msg', 'Image'), TOPICS['image'], convert.decode_image
+        self._image_sub = self.create_subscription(
+            msg_type, topic, lambda m: self._on_image(m, decoder), image_qos,
+            callback_group=self._groups['camera'], event_callbacks=events)
+        self._lc_subs.append(self._image_sub)
 
     def _destroy_runtime_entities(self):
         for sub in self._lc_subs:
@@ -292,13 +399,8 @@ class ControllerNode(LifecycleNode):
         self._lc_subs, self._lc_timers = [], []
 
     def _reset_state_buffers(self):
-        self._imu_stamps = deque(maxlen=IMU_BUFFER)
-        self._imu_samples = deque(maxlen=IMU_BUFFER)  # (gyro (3,), accel (3,))
         self._input_error = None
         self._last_frame_stamp = None
-        self._odom = None   # (stamp, speed)
-        self._range = None  # (stamp, range)
-        self._scan = None   # (stamp, forward distance)
         self._rates = {k: RateMeter() for k in ('image', 'imu', 'odom', 'range', 'scan', 'cmd_vel')}
         self._dt_stats = RollingStats()
         self._imu_per_frame = RollingStats()  # IMU samples in each frame's window
@@ -308,51 +410,27 @@ class ControllerNode(LifecycleNode):
         self._status_counts = {}
         self._last_output = None
         self._last_reason = ''
-        self._last_attention = None   # steady time of the last ~/attention image
+        self._qos_problem = None      # camera publisher whose QoS cannot match ours
+        self._image_sub = None
+        self._switch_to_best_effort = False   # auto: make the camera subscription best effort
+        setting = self._settings.get('image_reliability', 'auto')
+        self._image_reliability = 'reliable' if setting == 'auto' else setting
+        self._attention_frame = None  # (frame, header) of the newest good frame, for ~/attention
         self._attention_error = None  # last attention failure since the last success (-> WARN)
         self._attention_skipped = None  # last frame the saliency rejected (InputError)
 
     # ---------------------------------------------------------------------------------- callbacks
 
     def _on_imu(self, msg):
-        now = time.monotonic()
-        self._rates['imu'].add(now)
+        self._rates['imu'].add(time.monotonic())
         try:
             reading = convert.decode_imu(msg)
         except InputError as exc:
             self._input_error = f'imu: {exc}'
             return
-        # insert keeping stamp order (samples may arrive slightly out of order)
-        i = bisect.bisect_right(self._imu_stamps, reading.stamp)
-        if i == len(self._imu_stamps):
-            self._imu_stamps.append(reading.stamp)
-            self._imu_samples.append((reading.angular_velocity, reading.linear_acceleration))
-        else:
-            self._imu_stamps.insert(i, reading.stamp)
-            self._imu_samples.insert(i, (reading.angular_velocity, reading.linear_acceleration))
-
-    def _imu_window(self, stamp):
-        """The buffered samples not used yet with stamps in (stamp - max_dt, stamp]; later samples
-        stay for the next frame. A sample that arrived after its own frame was processed (the
-        executor takes one message per subscription per turn, so a burst of IMU samples can finish
-        arriving after the frame) goes into the next frame's window instead of being lost."""
-        lo = stamp - float(self._p('max_dt'))
-        stamps, gyro, accel = [], [], []
-        while self._imu_stamps and self._imu_stamps[0] <= stamp:
-            s = self._imu_stamps.popleft()
-            g, a = self._imu_samples.popleft()
-            if s > lo:
-                stamps.append(s)
-                gyro.append(g)
-                accel.append(a)
-        if self._imu_stamps and self._imu_stamps[-1] > stamp + 5.0:
-            # samples far in the future relative to the camera (a clock jump): drop them
-            self._imu_stamps.clear()
-            self._imu_samples.clear()
-        if not stamps:
-            return ImuWindow.empty()
-        return ImuWindow(np.asarray(stamps), np.asarray(gyro).reshape(-1, 3),
-                         np.asarray(accel).reshape(-1, 3))
+        assembler = self.assembler
+        if assembler is not None:
+            assembler.add_imu(reading.stamp, reading.angular_velocity, reading.linear_acceleration)
 
     def _on_odom(self, msg):
         self._rates['odom'].add(time.monotonic())
@@ -361,7 +439,7 @@ class ControllerNode(LifecycleNode):
         except InputError as exc:
             self._input_error = self._input_error or f'odom: {exc}'
             return
-        self._odom = (reading.stamp, float(reading.linear[0]))
+        self._set_reading('odom', reading.stamp, float(reading.linear[0]))
 
     def _on_range(self, msg):
         self._rates['range'].add(time.monotonic())
@@ -370,72 +448,94 @@ class ControllerNode(LifecycleNode):
         except InputError as exc:
             self._input_error = self._input_error or f'range: {exc}'
             return
-        self._range = (stamp, value)
+        self._set_reading('range', stamp, value)
 
     def _on_scan(self, msg):
         self._rates['scan'].add(time.monotonic())
         try:
             stamp = convert.stamp_to_sec(msg.header.stamp, 'header.stamp')
             distance = forward_distance(msg.ranges, msg.angle_min, msg.angle_increment,
-                                        msg.range_min, msg.range_max,
-                                        float(self._p('scan_half_angle')))
+                                        msg.range_min, msg.range_max, self._s('scan_half_angle'))
         except InputError as exc:
             self._input_error = self._input_error or f'scan: {exc}'
             return
-        self._scan = (stamp, distance)
+        self._set_reading('scan', stamp, distance)
+
+    def _set_reading(self, name, stamp, value):
+        assembler = self.assembler
+        if assembler is not None:
+            assembler.set_reading(name, stamp, value)
 
     def _on_image(self, msg, decoder):
         received = time.monotonic()
         self._rates['image'].add(received)
+        with self._lock:
+            ctl = self.controller
+            if ctl is None or not self._active:
+                return
+            t0 = time.perf_counter()
+            try:
+                frame = decoder(msg)
+                stamp = convert.stamp_to_sec(msg.header.stamp, 'header.stamp')
+            except (InputError, AttributeError) as exc:
+                self._emit(ctl.reject(f'image: {exc}', received), received)
+                return
+            decode_s = time.perf_counter() - t0
+            try:
+                inputs = self.assembler.assemble(stamp)
+            except InputError as exc:       # clock skew between the camera and IMU / odometry
+                self._emit(ctl.reject(str(exc), received), received)
+                return
+            self._imu_per_frame.add(len(inputs.imu))
+            if self._last_frame_stamp is not None and stamp > self._last_frame_stamp:
+                self._dt_stats.add(stamp - self._last_frame_stamp)
+            self._last_frame_stamp = stamp
+            if self._input_error is not None:
+                reason, self._input_error = self._input_error, None
+                self._emit(ctl.reject(reason, received), received)
+                return
+            measured = MeasuredState(speed=inputs.speed, range=inputs.range)
+            out = ctl.step(frame, stamp, inputs.imu, measured, now=received)
+            out.timings['decode'] = decode_s
+            self._emit(out, received)
+            if out.status in (OK, RESET) and 'attention' in self._lc_pubs:
+                # a copy: the decoded frame may be a view of the message buffer
+                self._attention_frame = (frame.copy(), msg.header)
+
+    def _on_image_qos_incompatible(self, info):
+        if self._s('image_reliability') == 'auto' and self._image_reliability == 'reliable':
+            self._switch_to_best_effort = True    # done by the watchdog, outside this sub's callback
+            return
+        self._qos_problem = (f'a camera publisher offers QoS incompatible with image_reliability='
+                             f"{self._s('image_reliability')!r} (policy {info.last_policy_kind}); "
+                             "set image_reliability: best_effort (or auto)")
+        self.get_logger().error(self._qos_problem, throttle_duration_sec=5.0)
+
+    def _make_image_subscription_best_effort(self):
+        self._switch_to_best_effort = False
+        if self._image_sub is not None:
+            self._lc_subs.remove(self._image_sub)
+            self.destroy_subscription(self._image_sub)
+        self._image_reliability = 'best_effort'
+        self._create_image_subscription()
+        self.get_logger().warning('image_reliability auto: a best-effort camera publisher appeared; '
+                                  'the camera subscription is now best effort (large frames may be '
+                                  'lost on one host; a reliable camera publisher avoids that)')
+
+    def _on_attention_timer(self):
+        """Publish the ~/attention overlay of the newest good frame (own callback group: the
+        saliency never runs in, or delays, the control callback). The image carries the camera
+        frame's stamp and frame_id. A frame the saliency cannot use (InputError) is skipped; any other
+        failure is logged (throttled) and turns /diagnostics to WARN until an image succeeds."""
+        item, self._attention_frame = self._attention_frame, None
         ctl = self.controller
-        if ctl is None or not self._active:
+        pub = self._lc_pubs.get('attention')
+        if item is None or ctl is None or pub is None:
             return
-        t0 = time.perf_counter()
-        try:
-            frame = decoder(msg)
-            stamp = convert.stamp_to_sec(msg.header.stamp, 'header.stamp')
-        except (InputError, AttributeError) as exc:
-            self._emit(ctl.reject(f'image: {exc}', received), received)
-            return
-        decode_s = time.perf_counter() - t0
-        window = self._imu_window(stamp)
-        self._imu_per_frame.add(len(window))
-        if self._last_frame_stamp is not None and stamp > self._last_frame_stamp:
-            self._dt_stats.add(stamp - self._last_frame_stamp)
-        self._last_frame_stamp = stamp
-        if self._input_error is not None:
-            reason, self._input_error = self._input_error, None
-            self._emit(ctl.reject(reason, received), received)
-            return
-        ranges = [r for r in (self._fresh(self._range, stamp), self._fresh(self._scan, stamp))
-                  if r is not None]
-        measured = MeasuredState(speed=self._fresh(self._odom, stamp),
-                                 range=min(ranges) if ranges else None)
-        out = ctl.step(frame, stamp, window, measured, now=received)
-        out.timings['decode'] = decode_s
-        self._emit(out, received)
-        if out.status in (OK, RESET):
-            self._maybe_publish_attention(ctl, frame, msg.header)
-
-    def _maybe_publish_attention(self, ctl, frame, header):
-        """Publish the ~/attention overlay for this frame when the rate limit allows.
-
-        Runs after the command went out, so it only delays the next frame (at most once per
-        1 / attention_rate_hz). The image carries the camera frame's stamp and frame_id. A frame the
-        saliency cannot use (InputError) is skipped; any other failure is logged (throttled) and turns
-        /diagnostics to WARN until an image succeeds; it never reaches the control path.
-        """
-        rate = float(self._p('attention_rate_hz'))
-        now = time.monotonic()
-        if rate <= 0.0 or 'attention' not in self._lc_pubs or (
-                self._last_attention is not None and now - self._last_attention < 1.0 / rate):
-            return
-        self._last_attention = now
+        frame, header = item
         try:
             from liquid_controller.policy.saliency import (attention_image, attention_overlay,
                                                            visual_backprop)
-            if not frame.flags.writeable:  # decoded views of the message buffer are read-only
-                frame = frame.copy()
             if tuple(frame.shape[:2]) == tuple(ctl.image_size):
                 overlay = attention_image(ctl.policy, frame, method='visual_backprop')
             else:  # resize_images: saliency of the network input, drawn on the camera frame
@@ -444,33 +544,30 @@ class ControllerNode(LifecycleNode):
                 overlay = attention_overlay(frame, visual_backprop(ctl.policy, x))
             image = convert.encode_image(overlay, 0.0, frame_id=header.frame_id)
             image.header.stamp = header.stamp
-            self._lc_pubs['attention'].publish(image)
+            pub.publish(image)
             self._attention_error = None
         except InputError as exc:
             self._attention_skipped = str(exc)
-        except Exception as exc:  # noqa: BLE001 -- a debug image must never stop control
+        except Exception as exc:  # noqa: BLE001 -- a debug image must never stop the node
             self._attention_error = f'{type(exc).__name__}: {exc}'
             self.get_logger().warning(f'~/attention failed: {self._attention_error}',
                                       throttle_duration_sec=5.0)
 
-    @staticmethod
-    def _fresh(reading, stamp):
-        if reading is None or abs(stamp - reading[0]) > MEASUREMENT_MAX_AGE:
-            return None
-        return reading[1]
-
     def _on_watchdog(self):
-        if not self._active or self.controller is None:
-            return
-        out = self.controller.tick(time.monotonic())
-        if out is not None:
-            self._emit(out, None)
+        with self._lock:
+            if not self._active or self.controller is None:
+                return
+            if self._switch_to_best_effort:
+                self._make_image_subscription_best_effort()
+            out = self.controller.tick(time.monotonic())
+            if out is not None:
+                self._emit(out, None)
 
     # ---------------------------------------------------------------------------------- outputs
 
     def _twist(self, v, w, stamp_msg):
-        msg = convert.encode_twist(v, w, stamp=0.0, frame_id=self._p('frame_id'),
-                                   stamped=bool(self._p('enable_stamped_cmd_vel')))
+        msg = convert.encode_twist(v, w, stamp=0.0, frame_id=self._s('frame_id'),
+                                   stamped=self._s('enable_stamped_cmd_vel'))
         if hasattr(msg, 'header'):
             msg.header.stamp = stamp_msg  # node clock (sim time when use_sim_time) at publish time
         return msg
@@ -478,14 +575,13 @@ class ControllerNode(LifecycleNode):
     def _emit(self, out, received):
         """Publish one ControllerOutput on every output topic and update statistics."""
         stamp_msg = self.get_clock().now().to_msg()
-        drive = self._p('mode') == 'drive'
-        if drive:
+        if self.get_parameter('mode').value == 'drive':
             self._lc_pubs['cmd_vel'].publish(self._twist(out.command[0], out.command[1], stamp_msg))
             self._rates['cmd_vel'].add(time.monotonic())
         if not out.safe or out.certificate is not None:
             self._lc_pubs['nominal'].publish(self._twist(out.nominal[0], out.nominal[1], stamp_msg))
         self._lc_pubs['safety'].publish(diagnostics.safety_status(f'{self.get_name()}: safety', out))
-        if self._p('publish_neurons') and out.neurons is not None:
+        if self.get_parameter('publish_neurons').value and out.neurons is not None:
             self._lc_pubs['neurons'].publish(diagnostics.neurons_message(out.neurons, self._neuron_labels))
         if received is not None:
             self._latency.add(time.monotonic() - received)
@@ -503,71 +599,106 @@ class ControllerNode(LifecycleNode):
             self._last_reason = out.reason
         self._last_output = out
 
-    def _publish_zero(self):
-        if 'cmd_vel' not in self._lc_pubs:
+    def _publish_zero(self, wait_ack=0.0):
+        pub = self._lc_pubs.get('cmd_vel')
+        if pub is None or self.get_parameter('mode').value != 'drive':
             return
-        stamp_msg = self.get_clock().now().to_msg()
-        if self._p('mode') == 'drive':
-            self._lc_pubs['cmd_vel'].publish(self._twist(0.0, 0.0, stamp_msg))
+        try:
+            pub.publish(self._twist(0.0, 0.0, self.get_clock().now().to_msg()))
+            if wait_ack > 0:
+                pub.wait_for_all_acked(Duration(seconds=wait_ack))
+        except Exception as exc:  # noqa: BLE001 -- the context may be shutting down; say so
+            self.get_logger().error(f'could not publish the zero command: {type(exc).__name__}: {exc}')
 
     def _publish_diagnostics(self):
-        if self.controller is None or 'diagnostics' not in self._lc_pubs:
-            return
+        with self._lock:
+            if self.controller is None or 'diagnostics' not in self._lc_pubs:
+                return
+            status = self._diagnostic_status(time.monotonic())
+            self._lc_pubs['diagnostics'].publish(
+                diagnostics.diagnostic_array(self.get_clock().now().to_msg(), [status]))
+
+    def _diagnostic_status(self, now):
+        """The node's DiagnosticStatus: level and message name the current cause (field and value)."""
         from diagnostic_msgs.msg import DiagnosticStatus
-        now = time.monotonic()
         ctl = self.controller
         out = self._last_output
         level, message = DiagnosticStatus.OK, 'ok'
         if out is not None and out.safe:
             level, message = DiagnosticStatus.ERROR, f'{out.status}: {out.reason}'
+        elif self._qos_problem:
+            level, message = DiagnosticStatus.ERROR, self._qos_problem
         elif self._untrained:
             level, message = DiagnosticStatus.WARN, 'running an UNTRAINED model (random weights)'
-        values = {'model': self._model_name, 'untrained': self._untrained, 'mode': self._p('mode'),
-                  'enabled': ctl.enabled, 'status': out.status if out else 'no output yet',
+        elif self._attention_error:
+            level, message = DiagnosticStatus.WARN, f'~/attention failed: {self._attention_error}'
+        values = {'model': self._model_name, 'untrained': self._untrained,
+                  'camera_reliability': self._image_reliability,
+                  'mode': self.get_parameter('mode').value, 'enabled': ctl.enabled,
+                  'status': out.status if out else 'no output yet',
+                  'cause': out.reason if out is not None and out.safe else '',
                   'last_reason': self._last_reason, 'input_age_s': ctl.input_age(now),
                   'intervention_rate': self._interventions.rate()}
-        if level == DiagnosticStatus.OK and self._attention_error:
-            level, message = DiagnosticStatus.WARN, f'~/attention failed: {self._attention_error}'
+        if self._qos_problem:
+            values['camera_qos'] = self._qos_problem
         if self._attention_error:
             values['attention_error'] = self._attention_error
         if self._attention_skipped:
             values['attention_skipped'] = self._attention_skipped
         for k, meter in self._rates.items():
             values[f'rate_hz.{k}'] = meter.rate(now)
-        dt = self._dt_stats.summary()
         values['imu_samples_per_frame.mean'] = self._imu_per_frame.summary()['mean']
-        values.update({f'dt.{k}': v for k, v in dt.items()})
+        values.update({f'dt.{k}': v for k, v in self._dt_stats.summary().items()})
         lat = self._latency.summary()
         values.update({'latency_ms.p50': lat['p50'] * 1e3, 'latency_ms.p99': lat['p99'] * 1e3,
                        'latency_ms.max': lat['max'] * 1e3})
         for k, st in self._stage.items():
             values[f'stage_ms.{k}.p50'] = st.summary()['p50'] * 1e3
         values.update({f'count.{k}': v for k, v in ctl.counters.items()})
+        values.update({f'count.{k}': v for k, v in self.assembler.counters.items()})
         values.update({f'status_count.{k}': v for k, v in self._status_counts.items()})
-        status = DiagnosticStatus(level=level, name=f'{self.get_name()}: controller',
-                                  message=message[:250], hardware_id='', values=diagnostics.key_values(values))
-        self._lc_pubs['diagnostics'].publish(
-            diagnostics.diagnostic_array(self.get_clock().now().to_msg(), [status]))
+        return DiagnosticStatus(level=level, name=f'{self.get_name()}: controller',
+                                message=message[:250], hardware_id='',
+                                values=diagnostics.key_values(values))
 
     # ---------------------------------------------------------------------------------- services
 
     def _on_reset(self, request, response):
-        if self.controller is None:
-            response.success, response.message = False, 'not configured'
-            return response
-        self.controller.reset('reset_state service')
-        self._last_frame_stamp = None
+        with self._lock:
+            if self.controller is None:
+                response.success, response.message = False, 'not configured'
+                return response
+            self.controller.reset('reset_state service')
+            self.assembler.reset()
+            self._last_frame_stamp = None
         response.success, response.message = True, 'hidden state reset'
         return response
 
     def _on_enable(self, request, response):
-        if self.controller is None:
-            response.success, response.message = False, 'not configured'
-            return response
-        self.controller.set_enabled(bool(request.data))
+        with self._lock:
+            if self.controller is None:
+                response.success, response.message = False, 'not configured'
+                return response
+            self.controller.set_enabled(bool(request.data))
         response.success = True
         response.message = 'output enabled' if request.data else 'output disabled: braking to zero'
         return response
+
+
+def _descriptor(name, default, text, rng):
+    desc = ParameterDescriptor(description=text)
+    if rng and isinstance(default, float):
+        desc.floating_point_range = rng
+    elif rng:
+        desc.integer_range = rng
+    if name in CHOICES:
+        desc.additional_constraints = 'one of: ' + ', '.join(CHOICES[name])
+    return desc
+
+
+def _incompatible_qos_events(callback):
+    from rclpy.event_handler import SubscriptionEventCallbacks
+    return SubscriptionEventCallbacks(incompatible_qos=callback)
 
 
 def _msg(module, name):
@@ -590,39 +721,48 @@ def _safety_parameter_fields():
             out[f.name] = (value, f'safety filter: {f.name} (see liquid_controller.safety.SafetyConfig)')
         elif isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
             out[f.name] = ([float(v) for v in value],
-                           f'safety filter: {f.name} (see liquid_controller.safety.SafetyConfig)')
+                           f'safety filter: {f.name} (see liquid_controller.safety.SafetyConfig; '
+                           'checked at configure)')
     return out
 
 
 def main(args=None):
     """Entry point of the ``controller_node`` executable.
 
-    rclpy's own SIGINT handler would invalidate the context while a callback may still publish;
-    instead Ctrl-C / SIGINT (and SIGTERM) raise KeyboardInterrupt here, so the node publishes a
-    final zero command while the context is still valid, then shuts down.
+    SIGINT and SIGTERM set a flag that the spin loop checks at least every 0.1 s, in every lifecycle
+    state (a blocking spin with no timers would never look at it). The node then stops output (one zero
+    command, acknowledged by reliable subscribers) while the context is still valid, and shuts down.
     """
-    import signal
-
     from rclpy.signals import SignalHandlerOptions
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    # The camera callback holds the GIL in bursts; a shorter switch interval (default 5 ms) lets the
+    # IMU thread buffer its samples while a frame is processed.
+    sys.setswitchinterval(0.0005)
     node = ControllerNode()
-    executor = SingleThreadedExecutor()
+    executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:
-        executor.spin()
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node._active:
-            try:
-                node._publish_zero()
-            except Exception:  # the context may already be shut down (external shutdown)
-                pass
-        executor.remove_node(node)
+        node.stop_output()
+        executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()
+    # Everything is stopped, the zero is acknowledged and ROS is shut down. The interpreter's own
+    # teardown (torch and DDS libraries) takes about 1.3 s more here, which a launch system counts
+    # against its SIGINT -> SIGKILL grace period: end the process now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == '__main__':

@@ -1,7 +1,13 @@
 """QoS profiles shared by the package's nodes (and written into bags as offered QoS).
 
-- Sensor inputs (camera, IMU, range): best effort, keep last with a shallow queue, so a slow consumer
-  drops old frames instead of processing a backlog (the ROS sensor-data convention).
+- Camera: reliable, keep last 1 by default. Measured on one host (30 Hz for 3 s), best effort
+  delivered 20 of 90 frames at 640x480 and 4 of 90 at 1280x720, reliable every one; keep-last 1 still
+  never queues a stale frame. A reliable publisher matches reliable and best-effort subscribers; a
+  reliable subscriber does not match a best-effort publisher (set the controller's
+  ``image_reliability: best_effort`` for such a camera driver).
+- Other sensor inputs (IMU, odometry, range, scan): best effort, keep last with a shallow queue, so a
+  slow consumer drops old samples instead of processing a backlog (the ROS sensor-data convention); a
+  best-effort subscription matches reliable and best-effort publishers alike.
 - Commands and state (cmd_vel, odom, ground truth): reliable, keep last, small depth.
 - /clock: published reliable keep-last 1, so it matches both rclpy's use_sim_time subscription
   (best effort, depth 1) and reliable subscribers (a best-effort publisher would not match those).
@@ -16,18 +22,25 @@ def _keep_last(depth, reliability):
                       durability=DurabilityPolicy.VOLATILE)
 
 
-def image_qos(depth=1):
-    """Camera frames: best effort, keep last ``depth`` (default 1: never queue stale frames)."""
-    return _keep_last(depth, ReliabilityPolicy.BEST_EFFORT)
+RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE, 'best_effort': ReliabilityPolicy.BEST_EFFORT}
 
 
-def imu_qos(depth=50):
-    """IMU samples: best effort; deeper than images because several samples arrive per frame."""
+def image_qos(depth=1, reliability='reliable'):
+    """Camera frames: keep last ``depth`` (default 1: never queue stale frames); ``reliability``
+    'reliable' (default, see the module docstring) or 'best_effort'."""
+    if reliability not in RELIABILITY:
+        raise ValueError(f'image reliability {reliability!r}: one of {sorted(RELIABILITY)}')
+    return _keep_last(depth, RELIABILITY[reliability])
+
+
+def imu_qos(depth=200):
+    """IMU samples: best effort, keep last 200 (1 s at 200 Hz): several samples arrive per frame, and
+    a burst that waits behind a camera frame must not overflow the queue and be lost."""
     return _keep_last(depth, ReliabilityPolicy.BEST_EFFORT)
 
 
 def sensor_qos(depth=5):
-    """Other sensors (range): best effort, shallow."""
+    """Other sensors (odometry and range/scan subscriptions): best effort, shallow."""
     return _keep_last(depth, ReliabilityPolicy.BEST_EFFORT)
 
 

@@ -8,7 +8,9 @@ Time handling (the liquid cells are continuous-time, so dt is an input, not an a
 - dt = difference of consecutive *frame header stamps* (not arrival times): jitter and dropped frames
   are absorbed by the network's dynamics. dt is clipped to ``max_dt``.
 - Stamps going backwards (bag loop, sim reset, clock jump) or a gap above ``reset_gap`` reset the
-  hidden state; the step after a reset uses the model's nominal dt. A repeated stamp is dropped.
+  hidden state; the step after a reset uses the model's nominal dt. A repeated stamp is dropped (the
+  previous command is repeated); while the controller is already braking, a repeated stamp keeps it
+  braking in the same state, so a camera stuck on one stamp is one steady state, not a flapping one.
 
 Safety:
 - The nominal command is rate limited (``max_linear_accel``, ``max_angular_accel``) *before* the filter,
@@ -154,6 +156,8 @@ class Controller:
                          'dropped': 0, 'interventions': 0}
         self.reset('initial')
         self.enabled = True
+        self._last_status = None       # status of the last output
+        self._last_rejected = None     # why the last frame was rejected; cleared by a good frame
         self._last_good = None        # steady time of the last good frame
         self._last_output_time = None  # steady time of the last command output
         self.warm_up()
@@ -184,6 +188,8 @@ class Controller:
         self.reset('activated')
         self._last_good = now
         self._last_output_time = now
+        self._last_status = None
+        self._last_rejected = None
 
     def warm_up(self, steps=3):
         """Run a few full steps (preprocess, policy, filter) on a blank frame so that allocations
@@ -209,6 +215,8 @@ class Controller:
         self.counters = {k: 0 for k in self.counters}
         self._last_good = None
         self._last_output_time = None
+        self._last_status = None
+        self._last_rejected = None
 
     def set_enabled(self, enabled):
         """Enable or disable command output (disabled: brake then zero; policy keeps running)."""
@@ -285,6 +293,7 @@ class Controller:
         self._last_stamp = stamp
         self._pending_reset = None
         self._last_good = now
+        self._last_rejected = None
         # --- rate limit the nominal (before the filter), then filter
         prev = self._command
         limits = np.array([self.config.max_linear_accel, self.config.max_angular_accel]) * dt
@@ -305,6 +314,7 @@ class Controller:
         self.counters['ok'] += 1
         self._command = safe
         self._last_output_time = now
+        self._last_status = RESET if reset_reason else OK
         timings['total'] = time.perf_counter() - t0
         return ControllerOutput(command=safe.copy(), nominal=nominal, status=RESET if reset_reason else OK,
                                 reason=reset_reason or '', certificate=cert, neurons=self.neurons(),
@@ -332,8 +342,14 @@ class Controller:
         self.counters['stale_ticks'] += 1
         if not self.enabled:
             return self._brake(DISABLED, 'output disabled (~/enable false)', now, time.perf_counter())
-        return self._brake(STALE, f'no valid camera frame for {age:.3f} s (timeout '
-                                  f'{self.config.input_timeout} s)', now, time.perf_counter())
+        return self._brake(STALE, self._stale_reason(age), now, time.perf_counter())
+
+    def _stale_reason(self, age):
+        """Why the watchdog brakes; names the last rejected input while that is still the cause."""
+        reason = f'no valid camera frame for {age:.3f} s (timeout {self.config.input_timeout} s)'
+        if self._last_rejected:
+            reason += f'; last rejected: {self._last_rejected}'
+        return reason
 
     def input_age(self, now=None):
         """Seconds (steady clock) since the last good frame; inf before any."""
@@ -387,6 +403,7 @@ class Controller:
         time since the last output (so call frequency does not change the deceleration)."""
         if status == BAD_INPUT:
             self.counters['bad_input'] += 1
+            self._last_rejected = reason
         last_t = self._last_output_time if self._last_output_time is not None else now
         elapsed = min(max(now - last_t, 0.0), self.config.max_dt)
         v, w = self._command
@@ -402,12 +419,26 @@ class Controller:
         else:
             status_out = status
         cert, aux, bp, dt = out if out is not None else (None, None, None, 0.0)
+        self._last_status = status_out
         return ControllerOutput(command=cmd.copy(), nominal=nominal if nominal is not None else np.zeros(2),
                                 status=status_out, reason=reason, certificate=cert,
                                 neurons=self.neurons(), aux=aux, barrier_params=bp, dt=dt, stamp=stamp,
                                 timings={'total': time.perf_counter() - t0})
 
     def _repeat(self, stamp, now, t0):
+        """A frame with the previous frame's stamp: repeat the last command, or keep braking."""
+        if self._last_status in SAFE_STATUSES:
+            # Already braking: a repeated stamp is no recovery. Stay in the same safe state (a
+            # finished stop reads as the watchdog's) so ~/safety and the logs do not flap.
+            if self._last_status == DISABLED:
+                return self._brake(DISABLED, 'output disabled (~/enable false)', now, t0, stamp=stamp)
+            if self._last_status == BAD_INPUT and self._last_rejected:
+                out = self._brake(BAD_INPUT, self._last_rejected, now, t0, stamp=stamp)
+                self.counters['bad_input'] -= 1       # the same rejection, not a new one
+                return out
+            reason = self._stale_reason(self.input_age(now)) + '; frame stamp repeated'
+            return self._brake(STALE, reason, now, t0, stamp=stamp)
+        self._last_status = DROPPED
         return ControllerOutput(command=self._command.copy(), nominal=np.zeros(2), status=DROPPED,
                                 reason='repeated frame stamp: frame ignored', neurons=self.neurons(),
                                 stamp=stamp, timings={'total': time.perf_counter() - t0})

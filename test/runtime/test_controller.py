@@ -286,3 +286,46 @@ def test_policy_exception_becomes_a_safe_stop(ctl, monkeypatch):
     monkeypatch.undo()
     rec = drive(ctl, 2, t0=6 * PERIOD, now0=0.25)
     assert rec[0].status == C.RESET and rec[-1].status == C.OK
+
+
+def test_repeated_stamp_while_braking_stays_one_safe_state(ctl):
+    """A camera stuck on one stamp: the watchdog brakes, and the repeated frames keep braking in the
+    same state instead of flapping between 'dropped' (not safe) and 'stale' (safe)."""
+    outs = drive(ctl, 10)
+    t_last = 9 * PERIOD
+    safe = []
+    now = t_last
+    for _ in range(60):          # 2 s of frames at 30 Hz, all stamped t_last, watchdog in between
+        now += PERIOD / 2
+        tick = ctl.tick(now)
+        if tick is not None:
+            safe.append(tick.safe)
+        now += PERIOD / 2
+        out = ctl.step(FRAMES[0], t_last, window(t_last), MeasuredState(speed=ctl.command[0]), now=now)
+        safe.append(out.safe)
+        assert out.command[0] <= outs[-1].command[0] + 1e-12
+    flips = sum(a != b for a, b in zip(safe, safe[1:]))
+    assert flips == 1 and safe[-1]            # one transition into braking, then it stays
+    assert out.status == C.STOPPED or out.status == C.STALE
+    assert 'frame stamp repeated' in out.reason and 'no valid camera frame' in out.reason
+
+
+def test_watchdog_reason_keeps_naming_the_rejected_input(ctl):
+    """While bad frames keep arriving, the watchdog's reason still names the field and value."""
+    drive(ctl, 5)
+    now = 5 * PERIOD
+    bad = np.zeros((32, 64, 3), np.uint8)
+    reasons = []
+    for i in range(40):           # > input_timeout of bad frames, watchdog ticks in between
+        now += PERIOD
+        t = 5 * PERIOD + i * PERIOD
+        reasons.append(ctl.step(bad, t, window(t), MeasuredState(speed=0.0), now=now).reason)
+        tick = ctl.tick(now + PERIOD / 2)
+        if tick is not None:
+            reasons.append(tick.reason)
+    assert all('frame.shape' in r for r in reasons), reasons
+    assert any('no valid camera frame' in r for r in reasons)
+    # a good frame clears the cause
+    t = 5 * PERIOD + 40 * PERIOD
+    ok = ctl.step(FRAMES[0], t, window(t), MeasuredState(speed=0.0), now=now + PERIOD)
+    assert not ok.safe and 'frame.shape' not in ctl._stale_reason(1.0)

@@ -9,8 +9,12 @@ the same 64x128 rgb8 frames at 30 Hz (plus 200 Hz IMU samples), between separate
 2. controller: ``controller_node`` (the installed executable, activated over its lifecycle service)
    receives the same stream; latency = image publish -> cmd_vel receipt.
 
-Reported: p50 / p99 / max of both and the difference of the p99s (target: <= 5 ms at 30 Hz), plus the
-controller's own per-stage times (decode, preprocess, policy, filter) read from its /diagnostics.
+3. controller with ``~/attention`` on (``attention_rate_hz`` 2): the same, to show what the saliency
+   overlay (computed in its own callback group) costs the control path. Skipped with ``--quick``.
+
+Reported: p50 / p99 / max of each and the difference of the p99s with attention off (target: <= 5 ms
+at 30 Hz), plus the controller's own per-stage times (decode, preprocess, policy, filter) read from its
+/diagnostics.
 Clocks: CLOCK_MONOTONIC is system-wide on Linux, so times taken in different processes compare.
 """
 from __future__ import annotations
@@ -166,20 +170,29 @@ def run(args):
         echo.wait(10)
         procs.remove(echo)
         _wait_for(executor, lambda: node.count_subscribers('camera/image_raw') == 0, 10.0)
-        # --- phase 2: controller
-        ctl = subprocess.Popen([find_executable('controller_node')] + ros_args(
-            'controller', params={'model': model, 'use_odometry': False, 'diagnostics_period': 0.5}),
-            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        procs.append(ctl)
-        LifecycleClient(node, '/controller', executor).bring_up(120.0)
-        driver.run(executor, 30, 'cmd')
-        results['controller'] = _percentiles(driver.run(executor, frames, 'cmd'))
-        _wait_for(executor, lambda: driver.diag is not None, 5.0)
-        if driver.diag is not None:
-            values = {kv.key: kv.value for kv in driver.diag.values}
-            results['stages_p50_ms'] = {k.split('.')[1]: float(v) for k, v in values.items()
-                                        if k.startswith('stage_ms.') and v not in ('"nan"',)}
-            results['controller_internal_p99_ms'] = float(values.get('latency_ms.p99', 'nan'))
+        # --- phase 2: controller (attention off, the default); phase 3: attention on
+        phases = [('controller', 0.0)] + ([] if getattr(args, 'quick', False)
+                                          else [('controller_attention', 2.0)])
+        for key, attention in phases:
+            ctl = subprocess.Popen([find_executable('controller_node')] + ros_args(
+                'controller', params={'model': model, 'use_odometry': False, 'diagnostics_period': 0.5,
+                                      'attention_rate_hz': attention}),
+                env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            procs.append(ctl)
+            LifecycleClient(node, '/controller', executor).bring_up(120.0)
+            driver.diag = None
+            driver.run(executor, 30, 'cmd')
+            results[key] = _percentiles(driver.run(executor, frames, 'cmd'))
+            _wait_for(executor, lambda: driver.diag is not None, 5.0)
+            if driver.diag is not None and key == 'controller':
+                values = {kv.key: kv.value for kv in driver.diag.values}
+                results['stages_p50_ms'] = {k.split('.')[1]: float(v) for k, v in values.items()
+                                            if k.startswith('stage_ms.') and v not in ('"nan"',)}
+                results['controller_internal_p99_ms'] = float(values.get('latency_ms.p99', 'nan'))
+            ctl.send_signal(2)
+            ctl.wait(10)
+            procs.remove(ctl)
+            _wait_for(executor, lambda: node.count_subscribers('camera/image_raw') == 0, 10.0)
     finally:
         for p in procs:
             p.send_signal(2)
@@ -196,6 +209,8 @@ def run(args):
     results['target_p99_above_floor_ms'] = TARGET_P99_MARGIN_MS
     results['meets_target'] = bool(results['p99_above_floor_ms'] <= TARGET_P99_MARGIN_MS)
     results['lost_replies'] = {'floor': frames - f['n'], 'controller': frames - c['n']}
+    if 'controller_attention' in results:
+        results['p99_above_floor_with_attention_ms'] = results['controller_attention']['p99_ms'] - f['p99_ms']
     return results
 
 
@@ -207,8 +222,12 @@ def format_table(results):
              f"{'DDS echo floor (image -> echo)':<34}{f['p50_ms']:>9.2f}{f['p99_ms']:>9.2f}"
              f"{f['max_ms']:>9.2f}{f['n']:>6}",
              f"{'controller (image -> cmd_vel)':<34}{c['p50_ms']:>9.2f}{c['p99_ms']:>9.2f}"
-             f"{c['max_ms']:>9.2f}{c['n']:>6}",
-             f"p99 above floor: {results['p99_above_floor_ms']:.2f} ms (target <= "
+             f"{c['max_ms']:>9.2f}{c['n']:>6}"]
+    a = results.get('controller_attention')
+    if a:
+        lines.append(f"{'controller, ~/attention at 2 Hz':<34}{a['p50_ms']:>9.2f}{a['p99_ms']:>9.2f}"
+                     f"{a['max_ms']:>9.2f}{a['n']:>6}")
+    lines += [f"p99 above floor: {results['p99_above_floor_ms']:.2f} ms (target <= "
              f"{results['target_p99_above_floor_ms']:.0f} ms: "
              f"{'met' if results['meets_target'] else 'NOT met'})"]
     if results.get('stages_p50_ms'):
