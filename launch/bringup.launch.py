@@ -10,10 +10,13 @@ params_file (controller parameters, default config/controller.yaml), model (over
 file's `model` when not empty), namespace, scene (mujoco), world (gazebo), and topic remaps
 image_topic, imu_topic, odom_topic, cmd_vel_topic.
 
-The controller is a lifecycle node: this file configures it at start and activates it as soon as it
-reaches `inactive` (a failed configure leaves it unconfigured and logs why). Without the launch packages
-(PyPI installs), `liquid-controller bringup --sim mujoco|none` starts the same executables with the
-same parameter files.
+The controller is a lifecycle node: this file configures it at start and activates it once that
+configure succeeded (configuring -> inactive). Only that first configure is followed by an activate: a later
+`ros2 lifecycle set /controller deactivate` stays deactivated. The launch ends with an error (exit code 1)
+when the start-up fails: a params_file that does not exist, a configure that fails (the controller logs
+why, just above the launch's error), or the controller or sim_node exiting while the launch runs.
+Without the launch packages (PyPI installs), `liquid-controller bringup --sim mujoco|none` starts the
+same executables with the same parameter files.
 
 Executables used: liquid_controller controller_node and sim_node; ros_gz_sim gz_sim.launch.py and
 create; ros_gz_bridge parameter_bridge (config/gz_bridge.yaml).
@@ -23,7 +26,8 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import (DeclareLaunchArgument, EmitEvent, IncludeLaunchDescription, LogInfo,
-                            OpaqueFunction, RegisterEventHandler)
+                            OpaqueFunction, RegisterEventHandler, UnregisterEventHandler)
+from launch.event_handlers import OnProcessExit
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
@@ -39,6 +43,32 @@ def _bool(text):
     return str(text).strip().lower() in ('1', 'true', 'yes', 'on')
 
 
+def _check_params_file(path):
+    """The controller's parameters file must exist: a missing one is an error, not a launch warning."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'params_file:={path}: no such file (the controller parameters YAML; '
+                                f'leave params_file empty for the package config/controller.yaml)')
+    return path
+
+
+def _fail(context, reason):
+    """End the launch with ``reason`` as its error and exit code 1 (launch reports an exception raised
+    by an action as `Caught exception in launch ...: reason` and shuts everything down). Nothing
+    happens once the launch is already shutting down (Ctrl-C stops the processes: not an error)."""
+    if context.is_shutdown:
+        return None
+    raise RuntimeError(reason)
+
+
+def _fatal_exit(name):
+    """OnProcessExit callback: process ``name`` exiting while the launch runs ends the launch."""
+    def on_exit(event, context):
+        return [OpaqueFunction(function=_fail, args=[
+            f'{name} exited with code {event.returncode} while the launch was running '
+            '(its output is above); stopping the launch'])]
+    return on_exit
+
+
 def _setup(context):
     share = get_package_share_directory(PACKAGE)
     sim = LaunchConfiguration('sim').perform(context)
@@ -46,8 +76,8 @@ def _setup(context):
         raise RuntimeError(f'sim:={sim!r}: expected one of {SIMS}')
     use_sim_time_arg = LaunchConfiguration('use_sim_time').perform(context)
     use_sim_time = (sim != 'none') if use_sim_time_arg == 'auto' else _bool(use_sim_time_arg)
-    params_file = LaunchConfiguration('params_file').perform(context) or \
-        os.path.join(share, 'config', 'controller.yaml')
+    params_file = _check_params_file(LaunchConfiguration('params_file').perform(context) or
+                                     os.path.join(share, 'config', 'controller.yaml'))
     model = LaunchConfiguration('model').perform(context)
     namespace = LaunchConfiguration('namespace').perform(context)
     remaps = [(topic, LaunchConfiguration(arg).perform(context))
@@ -61,25 +91,51 @@ def _setup(context):
     controller = LifecycleNode(package=PACKAGE, executable='controller_node', name='controller',
                                namespace=namespace, output='screen',
                                parameters=[params_file, overrides], remappings=remaps)
+    # The configure emitted below is answered by exactly one of these handlers (each handles once):
+    # failure (configuring -> unconfigured, or -> errorprocessing when on_configure raised) ends the
+    # launch; success (configuring -> inactive) activates once and disarms the failure handlers. Matching
+    # the start state matters: `goal_state='inactive'` alone also matches a later deactivate
+    # (deactivating -> inactive) and would re-activate the robot at once.
+    configure_failed = OnStateTransition(
+        target_lifecycle_node=controller, start_state='configuring', goal_state='unconfigured',
+        handle_once=True,
+        entities=[OpaqueFunction(function=_fail, args=[
+            'controller: configure failed (configuring -> unconfigured); the controller logged why just '
+            'above'])])
+    configure_error = OnStateTransition(
+        target_lifecycle_node=controller, start_state='configuring', goal_state='errorprocessing',
+        handle_once=True,
+        entities=[OpaqueFunction(function=_fail, args=[
+            'controller: configure raised an error (configuring -> errorprocessing); see the '
+            'controller log above'])])
+    configured = OnStateTransition(
+        target_lifecycle_node=controller, start_state='configuring', goal_state='inactive',
+        handle_once=True,
+        entities=[UnregisterEventHandler(configure_failed), UnregisterEventHandler(configure_error),
+                  EmitEvent(event=ChangeState(
+                      lifecycle_node_matcher=lambda action: action is controller,
+                      transition_id=Transition.TRANSITION_ACTIVATE))])
     actions = [
         LogInfo(msg=f'liquid_controller bringup: sim={sim} use_sim_time={use_sim_time} '
                     f'params_file={params_file} model={model or "(params file / best available)"}'),
-        # activate as soon as configure succeeded
-        RegisterEventHandler(OnStateTransition(
-            target_lifecycle_node=controller, goal_state='inactive',
-            entities=[EmitEvent(event=ChangeState(
-                lifecycle_node_matcher=lambda action: action is controller,
-                transition_id=Transition.TRANSITION_ACTIVATE))])),
+        RegisterEventHandler(configure_failed),
+        RegisterEventHandler(configure_error),
+        RegisterEventHandler(configured),
+        RegisterEventHandler(OnProcessExit(target_action=controller, on_exit=_fatal_exit('controller'))),
         controller,
         EmitEvent(event=ChangeState(lifecycle_node_matcher=lambda action: action is controller,
                                     transition_id=Transition.TRANSITION_CONFIGURE)),
     ]
     if sim == 'mujoco':
-        actions.append(Node(package=PACKAGE, executable='sim_node', name='sim_node', namespace=namespace,
-                            output='screen',
-                            parameters=[{'scene': LaunchConfiguration('scene').perform(context),
-                                         'real_time_factor': 1.0}],
-                            remappings=remaps))
+        sim_node = Node(package=PACKAGE, executable='sim_node', name='sim_node', namespace=namespace,
+                        output='screen',
+                        parameters=[{'scene': LaunchConfiguration('scene').perform(context),
+                                     'real_time_factor': 1.0}],
+                        remappings=remaps)
+        actions += [
+            RegisterEventHandler(OnProcessExit(target_action=sim_node, on_exit=_fatal_exit('sim_node'))),
+            sim_node,
+        ]
     elif sim == 'gazebo':
         world = LaunchConfiguration('world').perform(context) or \
             os.path.join(share, 'config', 'gazebo', 'track_world.sdf')

@@ -6,6 +6,11 @@
 Starts the installed executables (sim_node for mujoco, controller_node) with the same parameter files,
 brings the controller to `active` through its lifecycle change_state service, and runs until Ctrl-C,
 which stops every node cleanly (the controller publishes a zero command on the way out).
+
+The nodes' output is shown prefixed `[sim_node]` / `[controller]`. A failure ends the command at once
+with one line `liquid-controller bringup: error: ...` on stderr and exit code 1: a missing params file,
+a node that exits (named, with its exit code and the error it printed last, e.g. a parameter out of
+range), or a refused transition (with the controller's logged reason).
 """
 import signal
 import sys
@@ -39,35 +44,60 @@ def _parse_remaps(items):
     return remaps
 
 
+class _Interrupted(Exception):
+    """Ctrl-C / SIGTERM while the controller was being brought up."""
+
+
+def _error(message):
+    print(f'liquid-controller bringup: error: {message}', file=sys.stderr, flush=True)
+    return 1
+
+
 def run(args):
     """Start, activate, wait for Ctrl-C (or --duration), stop."""
     from liquid_controller.ros.lifecycle_client import LifecycleError, bring_up
     from liquid_controller.ros.processes import start_bringup
     use_sim_time = None if args.use_sim_time == 'auto' else args.use_sim_time == 'true'
-    bringup = start_bringup(sim=args.sim, params_file=args.params_file, model=args.model,
-                            namespace=args.namespace, use_sim_time=use_sim_time, scene=args.scene,
-                            remaps=_parse_remaps(args.remap))
+    try:
+        bringup = start_bringup(sim=args.sim, params_file=args.params_file, model=args.model,
+                                namespace=args.namespace, use_sim_time=use_sim_time, scene=args.scene,
+                                remaps=_parse_remaps(args.remap))
+    except (FileNotFoundError, ValueError) as exc:  # params file, executables: nothing started
+        return _error(exc)
     stop = {'flag': False}
 
     def on_signal(signum, frame):
         stop['flag'] = True
     previous = signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    code = 0
+    previous_term = signal.signal(signal.SIGTERM, on_signal)
+    code, error = 0, None
     try:
         names = ', '.join(n.name for n in bringup.nodes)
         print(f'started {names}; bringing {bringup.controller_name} to active ...', flush=True)
-        bring_up(bringup.controller_name, timeout=args.timeout)
+
+        def check():  # run while waiting: stop at once when a node exits or on Ctrl-C
+            if stop['flag']:
+                raise _Interrupted
+            bringup.check_alive()
+        # explain: the controller's logged reason for a refused transition
+        bring_up(bringup.controller_name, timeout=args.timeout, check=check,
+                 explain=bringup.controller_errors)
         print(f'{bringup.controller_name} is active. Ctrl-C stops everything.', flush=True)
         t_end = time.monotonic() + args.duration if args.duration > 0 else float('inf')
         while not stop['flag'] and time.monotonic() < t_end:
             bringup.check_alive()
             time.sleep(0.2)
+    except _Interrupted:
+        error = 'interrupted before the controller was active'
+        code = 130
     except (LifecycleError, RuntimeError) as exc:
-        print(f'bringup failed: {exc}', file=sys.stderr)
-        code = 1
+        error, code = f'liquid-controller bringup: error: {exc}', 1
     finally:
-        codes = bringup.stop()
+        # after an error the other nodes' shutdown output is not shown: the error is the last line
+        codes = bringup.stop(quiet=code != 0)
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
         print(f'stopped: {codes}', flush=True)
+    if error:
+        print(error, file=sys.stderr, flush=True)
     return code

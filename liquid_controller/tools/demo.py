@@ -94,7 +94,7 @@ def run(args):
     code = 0
     try:
         print('bringing the controller to active ...', flush=True)
-        bring_up(bringup.controller_name, timeout=90.0)
+        bring_up(bringup.controller_name, timeout=90.0, check=bringup.check_alive)
         # start the episode with the controller in the loop: reset the world, then count from there
         restart_episode(executor, monitor, metrics_factory)
         print(f'driving: up to {args.laps} laps or {args.max_seconds:.0f} s of sim time '

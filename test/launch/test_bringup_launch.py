@@ -1,7 +1,11 @@
 """launch/bringup.launch.py, config/gz_bridge.yaml and the Gazebo SDF files.
 
 The launch packages are not on PyPI: the launch file is checked as Python AST here (executables,
-arguments), and additionally loaded with `launch` when it is importable (a ROS install).
+arguments, which event handlers exist and with which literal arguments), its small helper functions are
+extracted from the AST and executed with stand-ins for the launch classes, and the whole file is loaded
+and its handlers matched against real launch_ros events when `launch` / `launch_ros` are importable (a
+ROS install). The AST checks prove the wiring is written as intended, not that launch runs it: that
+was checked by running the file with the real launch sources (see the test docstrings).
 """
 import ast
 import importlib.util
@@ -56,6 +60,33 @@ def _kw(call, key):
     return None
 
 
+def _module_function(name, **namespace):
+    """Execute only the module-level ``def name`` of the launch file (no launch imports) and return it.
+    ``namespace`` supplies the globals it uses (stand-ins for launch classes)."""
+    tree = ast.parse(LAUNCH.read_text())
+    defs = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name]
+    assert len(defs) == 1, f'launch file has no module-level function {name}'
+    code = compile(ast.Module(body=defs, type_ignores=[]), str(LAUNCH), 'exec')
+    exec(code, namespace)
+    return namespace[name]
+
+
+def _function_def(name):
+    tree = ast.parse(LAUNCH.read_text())
+    return next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
+def _names_in(node):
+    """Every Name id and Attribute attr below ``node``."""
+    return {getattr(n, 'id', None) or getattr(n, 'attr', None) for n in ast.walk(node)
+            if isinstance(n, (ast.Name, ast.Attribute))}
+
+
+def _state_handlers():
+    """OnStateTransition calls as {(start_state, goal_state): call}."""
+    return {(_kw(c, 'start_state'), _kw(c, 'goal_state')): c for c in _calls('OnStateTransition')}
+
+
 def test_launch_file_names_only_installed_executables():
     scripts = _console_scripts()
     nodes = _calls('Node') + _calls('LifecycleNode')
@@ -89,6 +120,89 @@ def test_launch_arguments_and_lifecycle_activation():
         assert (ROOT / rel).is_file(), rel
 
 
+def test_activate_only_after_the_configure_transition():
+    """Issue 11: `OnStateTransition(goal_state='inactive')` also matched deactivating -> inactive, so
+    `ros2 lifecycle set /controller deactivate` was re-activated within 10 ms. Structural check: the one
+    handler that emits TRANSITION_ACTIVATE matches start_state 'configuring' -> goal 'inactive' and
+    handles once. (Run for real with launch 3.x / launch_ros sources: deactivate stayed inactive.)"""
+    activating = [c for c in _calls('OnStateTransition') if 'TRANSITION_ACTIVATE' in _names_in(c)]
+    assert len(activating) == 1
+    handler = activating[0]
+    assert _kw(handler, 'start_state') == 'configuring'
+    assert _kw(handler, 'goal_state') == 'inactive'
+    assert _kw(handler, 'handle_once') is True
+    # no other handler activates (e.g. through a shared variable)
+    assert LAUNCH.read_text().count('TRANSITION_ACTIVATE') == 1
+
+
+def test_failed_configure_ends_the_launch_with_an_error():
+    """Issue 11: a failed configure left the launch running. Structural check: handlers for
+    configuring -> unconfigured (on_configure returned FAILURE) and configuring -> errorprocessing
+    (it raised) run `_fail`; `_fail` itself is executed: it raises with the reason (launch logs
+    `Caught exception in launch ...: reason`, shuts down, exit code 1) unless the launch is already
+    shutting down. The success handler unregisters both, so a later manual configure does not end it."""
+    handlers = _state_handlers()
+    for goal in ('unconfigured', 'errorprocessing'):
+        call = handlers.get(('configuring', goal))
+        assert call is not None, f'no handler for configuring -> {goal}'
+        assert '_fail' in _names_in(call) and 'OpaqueFunction' in _names_in(call)
+        assert _kw(call, 'handle_once') is True
+    success = handlers[('configuring', 'inactive')]
+    assert 'UnregisterEventHandler' in _names_in(success)
+    assert {'configure_failed', 'configure_error'} <= _names_in(success)
+
+    fail = _module_function('_fail')
+
+    class Context:
+        is_shutdown = False
+    with pytest.raises(RuntimeError, match='configure failed'):
+        fail(Context(), 'controller: configure failed')
+    Context.is_shutdown = True  # Ctrl-C: processes exit, not an error
+    assert fail(Context(), 'controller: configure failed') is None
+
+
+def test_exited_controller_or_sim_node_ends_the_launch():
+    """Issue 11: an exited sim_node (or controller) left the launch running. Structural check: an
+    OnProcessExit handler targets each of them with `_fatal_exit(name)`, registered before the process
+    starts; `_fatal_exit` is executed with a stand-in OpaqueFunction: it schedules `_fail` with a reason
+    naming the process and its exit code."""
+    exits = {}
+    for call in _calls('OnProcessExit'):
+        target = next(kw.value for kw in call.keywords if kw.arg == 'target_action')
+        on_exit = next(kw.value for kw in call.keywords if kw.arg == 'on_exit')
+        assert isinstance(on_exit, ast.Call) and on_exit.func.id == '_fatal_exit'
+        exits[target.id] = ast.literal_eval(on_exit.args[0])
+    assert exits == {'controller': 'controller', 'sim_node': 'sim_node'}
+    body = ast.unparse(_function_def('_setup'))
+    assert body.index("OnProcessExit(target_action=sim_node") < body.index('sim_node,')
+
+    fatal_exit = _module_function('_fatal_exit', OpaqueFunction=lambda function, args: (function, args),
+                                  _fail='the _fail function')
+
+    class Exited:
+        returncode = -9
+    [(function, args)] = fatal_exit('sim_node')(Exited(), None)
+    assert function == 'the _fail function'
+    assert 'sim_node' in args[0] and '-9' in args[0]
+
+
+def test_missing_params_file_is_an_error(tmp_path):
+    """Issue 11: a missing params_file was only a launch_ros warning and the controller started with
+    defaults. `_setup` passes the file through `_check_params_file` (AST), which is executed here."""
+    import os
+    setup = _function_def('_setup')
+    checked = [c for c in ast.walk(setup) if isinstance(c, ast.Call)
+               and getattr(c.func, 'id', None) == '_check_params_file']
+    assert len(checked) == 1
+    assert "LaunchConfiguration('params_file')" in ast.unparse(checked[0])
+    check = _module_function('_check_params_file', os=os)
+    missing = tmp_path / 'nope.yaml'
+    with pytest.raises(FileNotFoundError, match='nope.yaml'):
+        check(str(missing))
+    missing.write_text('{}')
+    assert check(str(missing)) == str(missing)
+
+
 @pytest.mark.skipif(importlib.util.find_spec('launch') is None
                     or importlib.util.find_spec('launch_ros') is None,
                     reason='launch / launch_ros are not installed (not on PyPI); AST checks above')
@@ -102,6 +216,50 @@ def test_launch_file_loads_with_launch():
     assert isinstance(ld, LaunchDescription)
     names = {e.name for e in ld.entities if isinstance(e, DeclareLaunchArgument)}
     assert {'sim', 'use_sim_time', 'params_file', 'model', 'namespace'} <= names
+
+
+@pytest.mark.skipif(importlib.util.find_spec('launch') is None
+                    or importlib.util.find_spec('launch_ros') is None,
+                    reason='launch / launch_ros are not installed (not on PyPI); AST checks above')
+def test_launch_handlers_match_real_lifecycle_events(tmp_path):
+    """With the real launch packages: `_setup` raises for a missing params_file, and the registered
+    OnStateTransition handlers match the launch_ros StateTransition events as intended (activate after
+    configuring -> inactive only, never after deactivating -> inactive)."""
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument, RegisterEventHandler
+    from launch_ros.actions import LifecycleNode
+    from launch_ros.events.lifecycle import StateTransition
+    from lifecycle_msgs.msg import TransitionEvent
+    spec = importlib.util.spec_from_file_location('bringup_launch', LAUNCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.get_package_share_directory = lambda package: str(ROOT)
+
+    def setup(**args):
+        context = LaunchContext()
+        for entity in module.generate_launch_description().entities:
+            if isinstance(entity, DeclareLaunchArgument):
+                default = entity.default_value[0].text if entity.default_value else ''
+                context.launch_configurations[entity.name] = args.get(entity.name, default)
+        return context, module._setup(context)
+
+    with pytest.raises(FileNotFoundError, match='nope.yaml'):
+        setup(sim='none', params_file=str(tmp_path / 'nope.yaml'))
+    context, actions = setup(sim='none')
+    controller = next(a for a in actions if isinstance(a, LifecycleNode))
+    handlers = [a.event_handler for a in actions if isinstance(a, RegisterEventHandler)]
+
+    def event(start, goal):
+        msg = TransitionEvent()
+        msg.start_state.label, msg.goal_state.label = start, goal
+        return StateTransition(action=controller, msg=msg)
+
+    def matching(start, goal):
+        return [h for h in handlers if h.matches(event(start, goal))]
+    assert len(matching('configuring', 'inactive')) == 1
+    assert matching('deactivating', 'inactive') == []
+    assert len(matching('configuring', 'unconfigured')) == 1
+    assert len(matching('configuring', 'errorprocessing')) == 1
 
 
 def test_gz_bridge_matches_controller_topics_and_rover_sdf():
