@@ -413,6 +413,7 @@ class Controller:
             v, w = 0.0, 0.0
         cmd = np.array([v, w], dtype=np.float64)
         self._command = cmd
+        self.filter.record_command(cmd)   # the filter's fallback must brake from what was sent last
         self._last_output_time = now
         if cmd[0] == 0.0 and cmd[1] == 0.0 and status in (STALE, BAD_INPUT):
             status_out = STOPPED if status == STALE else BAD_INPUT

@@ -4,8 +4,10 @@ Knows nothing of ROS. Public API (contract 2 of the team brief):
 
 - :class:`SafetyConfig`, :class:`RobotState` (``safety/config.py``)
 - :class:`SafetyFilter` ``(config).filter(u_nominal (2,), state, barrier_params (K,) | None)
-  -> (u_safe np.ndarray (2,), Certificate)``; never raises. ``SafetyFilter.brake_command(state)`` is
-  the deterministic fallback (brake at the limit, yaw rate 0). :class:`Certificate` ``.to_dict()``.
+  -> (u_safe np.ndarray (2,), Certificate)``; never raises. ``SafetyFilter.brake_command()`` is
+  the deterministic fallback: brake at the limit for one period from the last commanded speed (never
+  from a measurement), yaw rate 0; ``SafetyFilter.record_command(u)`` tells the filter about a
+  command sent without it. :class:`Certificate` ``.to_dict()``.
 - :class:`BarrierNetLayer` (torch ``nn.Module``) for training, same rows and same exact solver.
 - :func:`solve_qp` (NumPy) / :func:`solve_qp_torch`: the exact two-variable QP by active-set
   enumeration, status optimal / soft_relaxed / infeasible.

@@ -4,7 +4,9 @@ The same rows (:mod:`constraints`) and the same exact solver (:mod:`qp_torch`, e
 NumPy solver) as the runtime filter, so what is trained is what runs. Gradients flow to the reference
 command and to the barrier parameters (through the lane rows' right-hand sides, and through the
 lateral rows' tangent point). Where the hard rows cannot all hold the output is the brake-and-hold
-command (no gradient), and ``status`` says so: nothing is silently replaced by zeros.
+command (no gradient), and ``status`` says so: nothing is silently replaced by zeros. That command
+brakes from the given (measured) speed, as training data has no command history; the runtime filter
+brakes from its last command instead (:func:`~liquid_controller.safety.filter.fallback_command`).
 """
 import torch
 from torch import nn

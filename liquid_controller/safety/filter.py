@@ -2,6 +2,14 @@
 
 :class:`SafetyFilter` is what the runtime calls once per tick; it never raises. :func:`filter_batch`
 is the same computation over a batch of states in arrays (used by the closed-loop harness).
+
+Fallback (bad state, nominal or parameters, infeasible rows, internal error): brake at the limit for
+one period from the speed LAST COMMANDED (0 when there is none), yaw rate 0; see
+:func:`fallback_command`. Never from the measured speed: a reading the filter rejects (or one that
+makes the rows infeasible) says nothing reliable about the robot, and braking "from" a reading of
+1e9 m/s would command full speed. The previous command was certified by the rows at the previous
+tick (braking at the limit from it keeps every barrier >= 0), and the drive tracks commands, so this
+brakes the robot without ever asking it to go faster than it was told to last.
 """
 import math
 import time
@@ -28,10 +36,12 @@ class Certificate:
     """What the filter did at one tick (published by the controller node).
 
     ``status``: 'optimal' | 'soft_relaxed' | 'infeasible' | 'invalid_nominal' | 'invalid_params' |
-    'invalid_state:<field>' | 'internal_error:<type>'. ``fallback``: the brake-and-hold command was
-    sent. ``barrier_values``: obstacle (m; distance - margin - stopping distance, inf without an
-    obstacle; negative means the filter is braking at the limit), lane_left / lane_right (m; NaN
-    without a lane estimate), lateral_accel (m/s^2; a_lat_max - |measured lateral acceleration|).
+    'invalid_state:<field>' | 'internal_error:<type>'. ``fallback``: the fallback command was sent:
+    one period of braking at the limit from the last commanded speed (not the measured one), yaw
+    rate 0, so ``|filtered v|`` never exceeds the previous command's. ``barrier_values``: obstacle
+    (m; distance - margin - stopping distance, inf without an obstacle; negative means the filter is
+    braking at the limit), lane_left / lane_right (m; NaN without a lane estimate), lateral_accel
+    (m/s^2; a_lat_max - |measured lateral acceleration|).
     ``active_rows``: rows holding with equality, named ``slot:limit``. ``slack``: normalised violation of each relaxed soft row.
     ``solve_time_s``: wall time of the whole filter call. ``nominal`` / ``filtered``: (v, w).
     """
@@ -73,15 +83,29 @@ class Certificate:
                    solve_time_s=num(d['solve_time_s']))
 
 
+def fallback_command(config, last_v):
+    """Fallback commands (B,2): one period of braking at the limit from ``last_v``, yaw rate 0.
+
+    ``last_v`` (B,): the speed last commanded to each drive. Non-finite values count as 0 (no usable
+    previous command: stop) and the rest are clipped to the actuator box first, so the result is
+    always finite, inside the box, reachable from ``last_v`` and ``|v| <= |last_v|``.
+    """
+    c = config
+    v = np.asarray(last_v, dtype=np.float64)
+    v = np.where(np.isfinite(v), np.clip(v, c.v_min, c.v_max), 0.0)
+    return np.stack([brake_speed(c, v), np.zeros_like(v)], -1)
+
+
 def filter_batch(config, u_nom, speed, obstacle_distance=None, lane_offset=None,
-                 heading_error=None, params=None):
+                 heading_error=None, params=None, last_v=None):
     """Filter a batch of nominal commands (NumPy; never raises on NaN/Inf values).
 
-    u_nom (B,2); speed (B,); obstacle_distance (B,) (+inf: none); lane_offset, heading_error (B,)
-    (NaN: none); params (B,K) or None (config defaults). Returns ``(u (B,2), code (B,), sol,
-    barriers)`` with ``code`` in CODE_NAMES order; codes >= 2 got the brake-and-hold command.
-    Only speed, distance, nominal and params are checked here; :class:`SafetyFilter` checks the
-    whole :class:`RobotState`.
+    u_nom (B,2); speed (B,) measured; obstacle_distance (B,) (+inf: none); lane_offset,
+    heading_error (B,) (NaN: none); params (B,K) or None (config defaults); last_v (B,): the speed
+    last commanded to each drive (None: none, i.e. 0). Returns ``(u (B,2), code (B,), sol,
+    barriers)`` with ``code`` in CODE_NAMES order; codes >= 2 got :func:`fallback_command` from
+    ``last_v`` (never from ``speed``). Only speed, distance, nominal and params are checked here;
+    :class:`SafetyFilter` checks the whole :class:`RobotState`.
     """
     c = config
     u_nom = np.asarray(u_nom, dtype=np.float64)
@@ -109,7 +133,7 @@ def filter_batch(config, u_nom, speed, obstacle_distance=None, lane_offset=None,
     code = np.where(state_ok, np.where(params_ok, np.where(nominal_ok, code, INVALID_NOMINAL),
                                        INVALID_PARAMS), INVALID_STATE)
     fallback = code >= INFEASIBLE
-    brake = np.stack([brake_speed(c, s), np.zeros(B)], 1)
+    brake = fallback_command(c, np.zeros(B) if last_v is None else np.broadcast_to(last_v, (B,)))
     u = np.where(fallback[:, None], brake, sol.u)
     return u, code, sol, barriers
 
@@ -118,7 +142,10 @@ class SafetyFilter:
     """Per-tick BarrierNet safety filter for the runtime (NumPy, float64). Never raises.
 
     ``filter(u_nominal, state, barrier_params)`` returns the safe command and a :class:`Certificate`.
-    It keeps the last command it returned, used as the speed estimate when the measured one is bad.
+    It keeps the last command it returned (``last_command``); the fallback brakes from that, never
+    from a measurement (module docstring). A caller that also sends commands of its own (e.g.
+    braking while its inputs are stale) must report them with :meth:`record_command`, or the
+    fallback would brake from an older, faster command.
     """
 
     def __init__(self, config=None):
@@ -129,25 +156,28 @@ class SafetyFilter:
         self.last_command = None
 
     def reset(self):
-        """Forget the last command (new episode)."""
+        """Forget the last command (new episode): the next fallback commands a stop."""
         self.last_command = None
 
-    def brake_command(self, state):
-        """Deterministic fallback (2,): brake at the limit toward 0 for one period, yaw rate 0.
+    def record_command(self, u):
+        """Record ``u = (v, w)`` as the command last sent to the drive (one not from ``filter``).
 
-        Uses ``state.speed`` when finite, else the last filtered command, else 0. Always finite and
-        inside the actuator box.
+        Non-finite components are recorded as 0 and v is clipped to the actuator box, as the
+        fallback would treat them anyway.
         """
         c = self.config
-        try:
-            s = float(state.speed)
-        except (TypeError, ValueError, AttributeError):
-            s = math.nan
-        if not math.isfinite(s):
-            s = self.last_command[0] if self.last_command is not None else 0.0
-        s = min(max(s, c.v_min - c.speed_tolerance), c.v_max + c.speed_tolerance)
-        v = float(brake_speed(c, np.array([s]))[0])
-        return np.array([min(max(v, c.v_min), c.v_max), 0.0])
+        v, w = _pair(u)
+        self.last_command = (min(max(v, c.v_min), c.v_max) if math.isfinite(v) else 0.0,
+                             w if math.isfinite(w) else 0.0)
+
+    def brake_command(self):
+        """Deterministic fallback (2,): :func:`fallback_command` from the last command (0 if none).
+
+        One period of braking at the limit toward 0 from the last commanded speed, yaw rate 0.
+        Always finite, inside the actuator box, and never faster than the last command.
+        """
+        last_v = self.last_command[0] if self.last_command is not None else 0.0
+        return fallback_command(self.config, np.array([last_v]))[0]
 
     def filter(self, u_nominal, state, barrier_params=None):
         """Safe command ``(2,)`` and certificate for one tick. Never raises.
@@ -159,7 +189,7 @@ class SafetyFilter:
         try:
             u, cert = self._filter(u_nominal, state, barrier_params)
         except Exception as exc:        # last line of defence: a control tick never raises
-            u = self.brake_command(state)
+            u = self.brake_command()
             cert = Certificate(status=f'internal_error:{type(exc).__name__}', fallback=True,
                                nominal=_pair(u_nominal), filtered=tuple(float(x) for x in u),
                                intervened=True)
@@ -177,16 +207,17 @@ class SafetyFilter:
         if cause is None and not all(abs(x) <= c.max_abs_nominal for x in nominal):
             cause = 'invalid_nominal'
         if cause is not None:
-            u = self.brake_command(state)
+            u = self.brake_command()
             return u, Certificate(status=cause, fallback=True, nominal=nominal,
                                   filtered=(float(u[0]), float(u[1])), intervened=True)
         d = state.obstacle_distance
         d = math.inf if d is None else float(d)
         y = math.nan if state.lane_offset is None else float(state.lane_offset)
         psi = math.nan if state.heading_error is None else float(state.heading_error)
+        last_v = self.last_command[0] if self.last_command is not None else 0.0
         u, code, sol, barriers = filter_batch(
             c, np.array([nominal]), np.array([float(state.speed)]), np.array([d]), np.array([y]),
-            np.array([psi]), params[None])
+            np.array([psi]), params[None], last_v=np.array([last_v]))
         u = u[0]
         code = int(code[0])
         labels = row_labels(c, state.speed)

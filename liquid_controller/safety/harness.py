@@ -4,17 +4,23 @@ Scene: a straight lane along +x (centre y = 0) with a round obstacle on it ahead
 plant is the model behind the rows: the forward speed tracks the command with
 ``-decel_max <= dv/dt <= accel_max``, the yaw rate follows the command; it is integrated with
 ``substeps`` steps per control period (>= 20). The filter sees the obstacle clearance and the lane
-estimate with bounded noise (within ``obstacle_margin`` / ``lane_margin``).
+estimate with bounded noise (within ``obstacle_margin`` / ``lane_margin``). With
+``bad_reading_rate > 0`` the filter's speed reading is, on that fraction of ticks (drawn per rollout
+and tick from the seed), replaced by a broken one from ``BAD_SPEED_READINGS`` (1e9, NaN, -1e9) while
+the physics keeps the true speed: a failing odometry the filter must reject and survive (issue 11:
+braking "from" a 1e9 reading once sent robots standing before an obstacle off at full speed).
 
 Checked at every substep of every rollout (a rollout "violates" if any check ever fails):
 ``collision`` (true clearance < 0), ``speed_box`` (actual speed outside [v_min, v_max]),
 ``yaw_box`` (|commanded w| > w_max), ``lateral`` (|v w| > a_lat_max), ``unreachable`` (a command the
 drive cannot reach within the period), ``non_finite`` (a NaN/Inf command reached the drive).
 
-Variants: ``filter`` (ours: :func:`filter_batch`) and ``clip_after_qp`` (the official BarrierNet
-recipe: a continuous-time CBF on the distance, ``v <= p (d - margin)``, plus the lane rows, solved
-without limits, infeasible -> zeros, then the command clipped to the limits). The baseline must show
-violations: it proves the harness can fail.
+Variants: ``filter`` (ours: :func:`filter_batch`, vectorised, told each drive's last command),
+``runtime`` (ours as the runtime runs it: one :class:`SafetyFilter` per rollout fed a
+:class:`RobotState` per tick; a few thousand ticks per second) and ``clip_after_qp`` (the official
+BarrierNet recipe: a continuous-time CBF on the distance, ``v <= p (d - margin)``, plus the lane
+rows, solved without limits, infeasible -> zeros, then the command clipped to the limits). The
+baseline must show violations: it proves the harness can fail.
 """
 import math
 from dataclasses import dataclass, field, replace
@@ -22,19 +28,26 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from liquid_controller.errors import InputError
-from liquid_controller.safety.config import SafetyConfig
+from liquid_controller.safety.config import RobotState, SafetyConfig
 from liquid_controller.safety.constraints import speed_interval
-from liquid_controller.safety.filter import INFEASIBLE, filter_batch
+from liquid_controller.safety.filter import INFEASIBLE, SafetyFilter, filter_batch
 from liquid_controller.safety.qp_numpy import solve_qp
 
 FAMILIES = ('ram', 'random', 'bang_bang', 'nan_inf', 'frozen')
-VARIANTS = ('filter', 'clip_after_qp')
+VARIANTS = ('filter', 'runtime', 'clip_after_qp')
 CHECKS = ('collision', 'speed_box', 'yaw_box', 'lateral', 'unreachable', 'non_finite')
+# Speed readings of a failing odometry (bad_reading_rate): all must be rejected by the filter.
+BAD_SPEED_READINGS = (1e9, math.nan, -1e9)
 
 
 @dataclass
 class HarnessConfig:
-    """One harness run: ``rollouts`` episodes of ``duration`` s for one family, period and variant."""
+    """One harness run: ``rollouts`` episodes of ``duration`` s for one family, period and variant.
+
+    ``bad_reading_rate``: fraction of ticks on which the speed reading given to the filter (or the
+    baseline) is broken (module docstring); drawn from a generator of its own, so the other random
+    draws of a seed do not change with it.
+    """
 
     family: str = 'ram'
     variant: str = 'filter'
@@ -47,6 +60,7 @@ class HarnessConfig:
     robot_radius: float = 0.2
     distance_noise: float = 0.5        # fraction of obstacle_margin
     lane_noise: float = 0.5            # fraction of lane_margin
+    bad_reading_rate: float = 0.0      # fraction of ticks with a broken speed reading
     safety: SafetyConfig = field(default_factory=SafetyConfig)
 
     def __post_init__(self):
@@ -66,6 +80,9 @@ class HarnessConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise InputError(name, v, 'must be in [0, 1] (a fraction of the margin)')
+        if not (isinstance(self.bad_reading_rate, (int, float))
+                and 0.0 <= self.bad_reading_rate <= 1.0):
+            raise InputError('bad_reading_rate', self.bad_reading_rate, 'must be in [0, 1]')
         # the filter runs at the harness period
         self.safety = replace(self.safety, control_period=float(self.control_period))
 
@@ -126,10 +143,32 @@ def _clip_after_qp(c, u_nom, s, d_meas, y_meas, psi_meas, params):
     return np.stack([np.clip(u[:, 0], lo, hi), np.clip(u[:, 1], -c.w_max, c.w_max)], 1)
 
 
+def _runtime_filters(c, s0):
+    """One runtime :class:`SafetyFilter` per rollout, told the command that produced speed s0."""
+    filters = [SafetyFilter(c) for _ in s0]
+    for f, v in zip(filters, s0):
+        f.record_command((float(v), 0.0))
+    return filters
+
+
+def _runtime_step(filters, u_nom, s_meas, yaw_rate, lat_acc, d_meas, y_meas, psi_meas, params):
+    """One tick of every rollout's runtime filter: commands (n,2) and fallback flags (n,)."""
+    n = len(filters)
+    u = np.empty((n, 2))
+    fallback = np.zeros(n, bool)
+    for i, f in enumerate(filters):
+        state = RobotState(float(s_meas[i]), float(yaw_rate[i]), float(lat_acc[i]),
+                           float(d_meas[i]), float(y_meas[i]), float(psi_meas[i]))
+        u[i], cert = f.filter(u_nom[i], state, params[i])
+        fallback[i] = cert.fallback
+    return u, fallback
+
+
 def run_harness(hc, progress=False):
     """Run one harness configuration; returns a dict of metrics (JSON-able)."""
     c = hc.safety
     rng = np.random.default_rng(hc.seed)
+    bad_rng = np.random.default_rng([hc.seed, 1])
     n = hc.rollouts
     T = hc.control_period
     dt = T / hc.substeps
@@ -148,8 +187,9 @@ def run_harness(hc, progress=False):
     viol = {k: np.zeros(n, bool) for k in CHECKS}
     worst = np.full(n, np.inf)
     lane_exit = np.zeros(n, bool)
-    ticks_intervened = ticks_fallback = ticks_finite = 0
-    u_prev = np.stack([s, np.zeros(n)], 1)
+    ticks_intervened = ticks_fallback = ticks_finite = ticks_bad_reading = 0
+    u_prev = np.stack([s, np.zeros(n)], 1)           # the command that produced the initial speed
+    filters = _runtime_filters(c, s) if hc.variant == 'runtime' else None
     tol = 1e-9
     it = range(ticks)
     if progress:
@@ -163,11 +203,25 @@ def run_harness(hc, progress=False):
         psi_meas = yaw + rng.uniform(-1, 1, n) * 0.05
         params = _sample_params(rng, c, n) if hc.family != 'frozen' or k == 0 else params
         u_nom = nominal(k, x, y, yaw, ox, oy)
+        s_meas = s
+        if hc.bad_reading_rate > 0.0:
+            # own generator: the other draws of this seed stay the same with or without it
+            bad = bad_rng.random(n) < hc.bad_reading_rate
+            s_meas = np.where(bad, bad_rng.choice(np.array(BAD_SPEED_READINGS), n), s)
+            ticks_bad_reading += int(bad.sum())
         if hc.variant == 'filter':
-            u, code, _, _ = filter_batch(c, u_nom, s, d_meas, y_meas, psi_meas, params)
+            u, code, _, _ = filter_batch(c, u_nom, s_meas, d_meas, y_meas, psi_meas, params,
+                                         last_v=u_prev[:, 0])
             ticks_fallback += int((code >= INFEASIBLE).sum())
+        elif hc.variant == 'runtime':
+            # heading error wrapped to [-pi, pi] as a lane estimator reports it (the rows only use
+            # its sine and cosine; the runtime rejects |psi| > pi)
+            psi_wrapped = (psi_meas + np.pi) % (2 * np.pi) - np.pi
+            u, fallback = _runtime_step(filters, u_nom, s_meas, u_prev[:, 1], s * u_prev[:, 1],
+                                        d_meas, y_meas, psi_wrapped, params)
+            ticks_fallback += int(fallback.sum())
         else:
-            u = _clip_after_qp(c, u_nom, s, d_meas, y_meas, psi_meas, params)
+            u = _clip_after_qp(c, u_nom, s_meas, d_meas, y_meas, psi_meas, params)
         finite_nom = np.isfinite(u_nom).all(1)
         ticks_finite += int(finite_nom.sum())
         ticks_intervened += int((finite_nom & (u != u_nom).any(1)).sum())
@@ -205,6 +259,7 @@ def run_harness(hc, progress=False):
         'worst_clearance_m': float(worst.min()),
         'intervention_rate': ticks_intervened / max(ticks_finite, 1),
         'fallback_rate': ticks_fallback / total_ticks,
+        'bad_reading_rate': ticks_bad_reading / total_ticks,
         'mean_progress_m': float(x.mean()),
         'lane_exits': int(lane_exit.sum()),
     }

@@ -12,21 +12,45 @@ from dataclasses import dataclass
 
 import torch
 
-from liquid_controller.safety.qp_numpy import (INFEASIBLE, OPTIMAL, SOFT_RELAXED, STATUS_NAMES,
-                                               _DET_EPS, _ROW_EPS, _structure)
+from liquid_controller.safety.qp_numpy import (INFEASIBLE, OPTIMAL, ROUNDING, SOFT_RELAXED,
+                                               STATUS_NAMES, _DET_EPS, _ROW_EPS, _structure)
 
 __all__ = ['solve_qp_torch', 'TorchQPSolution', 'OPTIMAL', 'SOFT_RELAXED', 'INFEASIBLE',
-           'STATUS_NAMES', 'default_tol']
+           'STATUS_NAMES', 'default_tol', 'rounding']
 
 
 def default_tol(dtype):
-    """Relative feasibility tolerance: 1e-9 for float64 data, 1e-5 for float32 data.
+    """Absolute feasibility tolerance (a distance, rows being unit): 1e-9 for float64, 1e-5 float32.
 
     The search itself runs in float64, but float32 rows carry rounding of ~1e-7 relative (two rows
     meant to meet exactly, like a speed bound and the braking row at the braking speed, may miss
     each other by that much), so a float64 tolerance would call such instances infeasible.
     """
     return 1e-9 if dtype == torch.float64 else 1e-5
+
+
+def rounding(dtype):
+    """Rounding allowance of the row test per unit of ``|g0 u0| + |g1 u1| + |h|`` (see qp_numpy).
+
+    float64 data: :data:`~liquid_controller.safety.qp_numpy.ROUNDING` (the same test as NumPy);
+    float32 data: the same number of float32 ulps, the precision the rows were built with.
+    """
+    return ROUNDING if dtype == torch.float64 else ROUNDING * 2.0 ** 29
+
+
+def _vertex(a0, a1, ha, b0, b1, hb):
+    """Vertex of two unit row lines, as :func:`liquid_controller.safety.qp_numpy.vertex` (torch).
+
+    Differentiable: the sign that picks the well-conditioned form of the determinant is constant.
+    Returns ``(x, y, ok)``; x, y are finite but meaningless where not ok.
+    """
+    dot = a0 * b0 + a1 * b1
+    one = torch.ones_like(dot).detach()
+    s = torch.where(dot < 0, -one, one)
+    det = a0 * (b1 - s * a1) - a1 * (b0 - s * a0)
+    ok = det.abs() > _DET_EPS
+    t = (hb - ha * dot) / torch.where(ok, det, torch.ones_like(det))
+    return ha * a0 - t * a1, ha * a1 + t * a0, ok
 
 
 @dataclass
@@ -49,25 +73,29 @@ def _normalise(G, h):
 
 
 def _cache(m, soft_key, device, dtype):
-    soft, viol_sets, pj, pk, any_soft = _structure(m, soft_key)
+    soft, viol_sets, pj, pk, any_soft, on, off = _structure(m, soft_key)
     return (torch.as_tensor(soft, device=device), torch.as_tensor(viol_sets, device=device,
                                                                   dtype=dtype),
-            torch.as_tensor(pj, device=device), torch.as_tensor(pk, device=device), any_soft)
+            torch.as_tensor(pj, device=device), torch.as_tensor(pk, device=device), any_soft,
+            torch.as_tensor(on, device=device), torch.as_tensor(off, device=device))
 
 
 def solve_qp_torch(G, h, u_ref, weights=(1.0, 1.0), soft=None, rho=1000.0, tol=None):
     """Solve a batch of two-variable safety QPs exactly; differentiable w.r.t. G, h, u_ref.
 
     G: (B,m,2); h: (B,m); u_ref: (B,2); weights: (2,) sequence or tensor (positive);
-    soft: (m,) bool sequence (None: all hard); tol: None picks :func:`default_tol` for the dtype.
+    soft: (m,) bool sequence (None: all hard); tol: absolute feasibility tolerance (None picks
+    :func:`default_tol` for the dtype); hard rows hold to ``tol + rounding(dtype) * (|g0 u0| +
+    |g1 u1| + |h|)``, the NumPy solver's test (identical for float64 data).
     """
     B, m, _ = G.shape
     dtype, device = G.dtype, G.device
     tol = default_tol(dtype) if tol is None else tol
+    rnd = rounding(dtype)
     w = torch.as_tensor(weights, dtype=dtype, device=device)
     winv = 1.0 / w
     soft_key = (False,) * m if soft is None else tuple(bool(x) for x in soft)
-    soft_mask, viol_sets, pj, pk, any_soft = _cache(m, soft_key, device, torch.float64)
+    soft_mask, viol_sets, pj, pk, any_soft, on, off = _cache(m, soft_key, device, torch.float64)
     R = viol_sets.shape[0]
     w64, winv64 = w.double(), winv.double()
 
@@ -89,23 +117,23 @@ def solve_qp_torch(G, h, u_ref, weights=(1.0, 1.0), soft=None, rho=1000.0, tol=N
         step = res / torch.where(row_ok, gwg, torch.ones_like(gwg))[:, None, :]
         up = torch.stack((u0[..., 0, None] - step * gw0[:, None, :],
                           u0[..., 1, None] - step * gw1[:, None, :]), dim=-1)   # (B,R,m,2)
-        a0, a1, b0, b1 = g0[:, pj], g1[:, pj], g0[:, pk], g1[:, pk]    # (B,P)
-        hj, hk = hn[:, pj], hn[:, pk]
-        det = a0 * b1 - a1 * b0
-        det_ok = (det.abs() > _DET_EPS) & line[:, pj] & line[:, pk]
-        ds = torch.where(det_ok, det, torch.ones_like(det))
-        uv = torch.stack(((hj * b1 - hk * a1) / ds, (a0 * hk - b0 * hj) / ds), dim=-1)
+        x, y, det_ok = _vertex(g0[:, pj], g1[:, pj], hn[:, pj], g0[:, pk], g1[:, pk], hn[:, pk])
+        det_ok = det_ok & line[:, pj] & line[:, pk]
+        uv = torch.stack((x, y), dim=-1)                               # (B,P,2)
         cand = torch.cat((u0, up.reshape(B, R * m, 2), uv), dim=1)    # (B,C,2)
         ok = torch.cat((torch.ones(B, R, dtype=torch.bool, device=device),
                         row_ok[:, None, :].expand(B, R, m).reshape(B, R * m), det_ok), dim=1)
         c0, c1 = cand[..., 0, None], cand[..., 1, None]                # (B,C,1)
-        viol = c0 * g0[:, None, :] + c1 * g1[:, None, :] - hn[:, None, :]   # (B,C,m)
-        bound = tol * (1.0 + hn.abs()[:, None, :] + torch.maximum(c0.abs(), c1.abs()))
+        p0, p1 = c0 * g0[:, None, :], c1 * g1[:, None, :]              # (B,C,m)
+        viol = p0 + p1 - hn[:, None, :]
+        bound = tol + rnd * (p0.abs() + p1.abs() + hn.abs()[:, None, :])
         hard_ok = ((viol <= bound) | soft_mask).all(dim=2)
         d0, d1 = c0[..., 0] - r[:, None, 0], c1[..., 0] - r[:, None, 1]
         F = w64[0] * d0 * d0 + w64[1] * d1 * d1                        # (B,C)
         if any_soft:
             F = F + rho * (viol.clamp(min=0.0) * soft_mask).sum(2)
+            # drop candidates contradicting their own soft pattern (as NumPy; see there why)
+            ok = ok & ~((on & (viol < -bound)) | (off & (viol > bound))).any(dim=2)
         F = torch.where(ok & hard_ok, F, torch.full_like(F, float('inf')))
         best = F.argmin(dim=1)                                         # (B,)
         ar = torch.arange(B, device=device)
@@ -136,11 +164,8 @@ def solve_qp_torch(G, h, u_ref, weights=(1.0, 1.0), soft=None, rho=1000.0, tol=N
     u_proj = u0 - ((g[:, 0] * u0[:, 0] + g[:, 1] * u0[:, 1] - hn[ar, row]) / gwg)[:, None] * gw
     if pj.numel() > 0:
         a, b_ = Gn[ar, pj[pair]], Gn[ar, pk[pair]]
-        ha, hb = hn[ar, pj[pair]], hn[ar, pk[pair]]
-        det = a[:, 0] * b_[:, 1] - a[:, 1] * b_[:, 0]
-        det = torch.where(det.abs() > _DET_EPS, det, torch.ones_like(det))
-        u_vert = torch.stack(((ha * b_[:, 1] - hb * a[:, 1]) / det,
-                              (a[:, 0] * hb - b_[:, 0] * ha) / det), dim=-1)
+        x, y, _ = _vertex(a[:, 0], a[:, 1], hn[ar, pj[pair]], b_[:, 0], b_[:, 1], hn[ar, pk[pair]])
+        u_vert = torch.stack((x, y), dim=-1)
     else:
         u_vert = u0
     k = kind[:, None]

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from liquid_controller.safety import Certificate, RobotState, SafetyConfig, SafetyFilter
 from liquid_controller.safety.constraints import SOFT_ROWS, build_rows, speed_interval
+from liquid_controller.safety.filter import INFEASIBLE, fallback_command, filter_batch
 
 CFG = SafetyConfig()
 T = CFG.control_period
@@ -46,7 +47,8 @@ def _check_limits(u, state, cert):
        params=st.lists(st.floats(0.1, 10.0), min_size=2, max_size=2))
 def test_any_nominal_gives_finite_command_inside_limits(v, w, state, params):
     f = SafetyFilter(CFG)
-    u, cert = f.filter((v, w), state, params)
+    f.record_command((state.speed, 0.0))      # the drive reached its last command: the fallback
+    u, cert = f.filter((v, w), state, params)  # (from that command) is reachable too
     _check_limits(u, state, cert)
     if not (abs(v) <= CFG.max_abs_nominal and abs(w) <= CFG.max_abs_nominal):
         assert cert.status == 'invalid_nominal' and cert.fallback
@@ -93,29 +95,126 @@ def test_bad_input_gives_fallback_with_cause(state, params, nominal, cause):
     f = SafetyFilter(CFG)
     u, cert = f.filter(nominal, state, params)
     assert cert.status == cause and cert.fallback
-    assert np.all(np.isfinite(u)) and u[1] == 0.0
-    speed = getattr(state, 'speed', math.nan)
-    if isinstance(speed, float) and math.isfinite(speed) and abs(speed) < CFG.v_max:
-        # brake at the limit: one period of maximal deceleration
-        assert u[0] == pytest.approx(max(speed - CFG.decel_max * T, 0.0))
+    assert u.tolist() == [0.0, 0.0]                  # no previous command: stop
+    f.filter((1.0, 0.3), RobotState(1.0, 0, 0), None)  # drive at 1 m/s
+    u, cert = f.filter(nominal, state, params)
+    assert cert.status == cause and cert.fallback
+    # one period of maximal deceleration from the last command, whatever the state reads
+    assert u[0] == pytest.approx(1.0 - CFG.decel_max * T) and u[1] == 0.0
 
 
-def test_brake_command_uses_last_command_when_speed_is_bad():
+def test_fallback_never_accelerates_on_a_rejected_reading():
+    """Issue 11: standing 0.5 m before an obstacle, a 1e9 m/s reading sent the robot off at 2 m/s.
+    """
     f = SafetyFilter(CFG)
+    u, _ = f.filter((0, 0), RobotState(speed=0.0, yaw_rate=0, lateral_accel=0,
+                                       obstacle_distance=0.5))
+    assert u.tolist() == [0.0, 0.0]
+    for reading in (1e9, -1e9, math.nan, math.inf, CFG.v_max + 3 * CFG.speed_tolerance):
+        u, cert = f.filter((0, 0), RobotState(speed=reading, yaw_rate=0, lateral_accel=0,
+                                              obstacle_distance=0.5))
+        assert cert.status == 'invalid_state:speed' and cert.fallback
+        assert u.tolist() == [0.0, 0.0], reading
+
+
+def test_fallback_on_infeasible_rows_brakes_from_the_last_command():
+    # a reading inside the tolerance but beyond one period's braking from v_max: rows infeasible;
+    # braking "from the reading" would command v_max to a robot last told 0.5 m/s
+    f = SafetyFilter(CFG)
+    f.record_command((0.5, 0.2))
+    u, cert = f.filter((0.0, 0.0), RobotState(CFG.v_max + CFG.speed_tolerance, 0, 0), None)
+    assert cert.status == 'infeasible' and cert.fallback
+    assert u[0] == pytest.approx(0.5 - CFG.decel_max * T) and u[1] == 0.0
+
+
+def test_brake_command_brakes_from_the_last_command():
+    f = SafetyFilter(CFG)
+    assert f.brake_command().tolist() == [0.0, 0.0]             # none yet: stop
     u, _ = f.filter((1.0, 0.0), RobotState(1.0, 0, 0), None)
     assert u[0] == pytest.approx(1.0)
-    b = f.brake_command(RobotState(math.nan, 0, 0))
+    b = f.brake_command()
     assert b[0] == pytest.approx(1.0 - CFG.decel_max * T) and b[1] == 0.0
     f.reset()
-    assert f.brake_command(RobotState(math.nan, 0, 0)).tolist() == [0.0, 0.0]
+    assert f.brake_command().tolist() == [0.0, 0.0]
 
 
 def test_brake_command_reverse_and_box():
     c = SafetyConfig(v_min=-0.5)
     f = SafetyFilter(c)
-    assert f.brake_command(RobotState(-0.4, 0, 0))[0] == pytest.approx(-0.4 + c.accel_max * T)
-    assert f.brake_command(RobotState(0.01, 0, 0))[0] == 0.0
-    assert f.brake_command(RobotState(2.3, 0, 0))[0] == pytest.approx(c.v_max)
+    f.record_command((-0.4, 1.0))
+    assert f.brake_command()[0] == pytest.approx(-0.4 + c.accel_max * T)
+    f.record_command((0.01, 0.0))
+    assert f.brake_command()[0] == 0.0
+    f.record_command((2.3, 0.0))                                  # clipped to the box first
+    assert f.brake_command()[0] == pytest.approx(c.v_max - c.decel_max * T)
+
+
+def test_record_command_sanitises():
+    f = SafetyFilter(CFG)
+    f.record_command((math.nan, math.inf))
+    assert f.last_command == (0.0, 0.0)
+    f.record_command((7.0, -0.5))
+    assert f.last_command == (CFG.v_max, -0.5)
+    f.record_command('garbage')
+    assert f.last_command == (0.0, 0.0)
+
+
+_BOX = SafetyConfig(v_min=-0.8)                   # reversing allowed: both braking directions
+_EXTREME = st.sampled_from([math.nan, math.inf, -math.inf, 1e9, -1e9, 1e300, -0.0, 0.0])
+_ANY_OR_EXTREME = st.one_of(ANY_FLOAT, _EXTREME)
+
+
+@settings(max_examples=500, deadline=None)
+@given(config=st.sampled_from([CFG, _BOX]), prev=st.one_of(st.none(), st.tuples(
+           st.floats(0.0, 1.0), st.floats(-CFG.w_max, CFG.w_max))),
+       speed=_ANY_OR_EXTREME, yaw=_ANY_OR_EXTREME, acc=_ANY_OR_EXTREME,
+       dist=st.one_of(st.none(), _ANY_OR_EXTREME),
+       lane=st.one_of(st.none(), st.tuples(_ANY_OR_EXTREME, _ANY_OR_EXTREME)),
+       nominal=st.one_of(st.tuples(_ANY_OR_EXTREME, _ANY_OR_EXTREME), st.text(max_size=2)),
+       params=st.one_of(st.none(), st.lists(_ANY_OR_EXTREME, min_size=0, max_size=3)))
+def test_fallback_never_exceeds_the_previous_command(config, prev, speed, yaw, acc, dist, lane,
+                                                     nominal, params):
+    """Whatever the state reads, a fallback's |v| is at most the previous command's, w = 0."""
+    f = SafetyFilter(config)
+    v_prev = 0.0
+    if prev is not None:                          # a previous command anywhere in the box
+        v_prev = config.v_min + prev[0] * (config.v_max - config.v_min)
+        f.record_command((v_prev, prev[1]))
+    y, psi = lane if lane is not None else (None, None)
+    u, cert = f.filter(nominal, RobotState(speed, yaw, acc, dist, y, psi), params)
+    assert u.shape == (2,) and np.all(np.isfinite(u))
+    # QP answers hold the box to the solver tolerance (a nominal 1e-200 outside comes back as is)
+    assert config.v_min - 1e-9 <= u[0] <= config.v_max + 1e-9 and abs(u[1]) <= config.w_max + 1e-9
+    if cert.fallback:
+        assert config.v_min <= u[0] <= config.v_max
+        assert abs(u[0]) <= abs(v_prev) + 1e-12 and u[1] == 0.0
+        # and it is one period of braking at the limit from v_prev: reachable by the drive
+        assert abs(u[0] - v_prev) <= max(config.decel_max, config.accel_max) * T + 1e-12
+    assert f.last_command == (float(u[0]), float(u[1]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(speed=st.lists(_ANY_OR_EXTREME, min_size=4, max_size=4),
+       last_v=st.lists(st.one_of(st.floats(CFG.v_min, CFG.v_max), _EXTREME), min_size=4,
+                       max_size=4),
+       v_nom=st.lists(_ANY_OR_EXTREME, min_size=4, max_size=4),
+       dist=st.lists(st.one_of(st.floats(0.0, 5.0), _EXTREME), min_size=4, max_size=4))
+def test_filter_batch_fallback_brakes_from_last_v(speed, last_v, v_nom, dist):
+    """The batch path (harness) follows the same rule, given each drive's last commanded speed."""
+    u_nom = np.stack([v_nom, np.zeros(4)], 1)
+    u, code, _, _ = filter_batch(CFG, u_nom, np.array(speed), np.array(dist),
+                                 last_v=np.array(last_v))
+    assert np.all(np.isfinite(u))
+    fb = code >= INFEASIBLE
+    # QP answers hold the box to the solver tolerance; fallbacks exactly
+    assert np.all((CFG.v_min - 1e-9 <= u[:, 0]) & (u[:, 0] <= CFG.v_max + 1e-9))
+    assert np.all((CFG.v_min <= u[fb, 0]) & (u[fb, 0] <= CFG.v_max))
+    prev = np.where(np.isfinite(last_v), np.clip(last_v, CFG.v_min, CFG.v_max), 0.0)
+    assert np.all(np.abs(u[fb, 0]) <= np.abs(prev[fb]) + 1e-12) and np.all(u[fb, 1] == 0.0)
+    assert np.array_equal(u[fb], fallback_command(CFG, np.array(last_v))[fb])
+    # no previous command given: the fallback stops
+    u0, code0, _, _ = filter_batch(CFG, u_nom, np.array(speed), np.array(dist))
+    assert np.all(u0[code0 >= INFEASIBLE] == 0.0)
 
 
 def test_minimal_intervention_safe_nominal_returned_exactly():
