@@ -160,6 +160,7 @@ def test_every_stop_while_driving_delivers_a_zero_command(node_process, model):
     assert not failures
 
 
+@pytest.mark.slow
 def test_vga_frames_from_another_process_drive_with_resize(node_process, model):
     """640x480 rgb8 at 30 Hz from another process: before (best-effort camera QoS) 20 of 90 arrived,
     and with resize_images the robot stood still with 'no valid camera frame'."""
