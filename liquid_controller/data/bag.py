@@ -50,7 +50,7 @@ def make_qos(reliable=True, depth=10):
 # Offered QoS by role, mirroring liquid_controller.ros.qos (sensors best effort, state reliable).
 QOS_PRESETS = {
     'image': make_qos(reliable=True, depth=1),      # see liquid_controller.ros.qos.image_qos
-    'imu': make_qos(reliable=False, depth=50),
+    'imu': make_qos(reliable=False, depth=200),
     'sensor': make_qos(reliable=False, depth=5),
     'command': make_qos(reliable=True, depth=1),
     'state': make_qos(reliable=True, depth=10),

@@ -3,8 +3,8 @@
 - Camera: reliable, keep last 1 by default. Measured on one host (30 Hz for 3 s), best effort
   delivered 20 of 90 frames at 640x480 and 4 of 90 at 1280x720, reliable every one; keep-last 1 still
   never queues a stale frame. A reliable publisher matches reliable and best-effort subscribers; a
-  reliable subscriber does not match a best-effort publisher (set the controller's
-  ``image_reliability: best_effort`` for such a camera driver).
+  reliable subscriber does not match a best-effort publisher (the controller's default
+  ``image_reliability: auto`` then subscribes again best effort).
 - Other sensor inputs (IMU, odometry, range, scan): best effort, keep last with a shallow queue, so a
   slow consumer drops old samples instead of processing a backlog (the ROS sensor-data convention); a
   best-effort subscription matches reliable and best-effort publishers alike.

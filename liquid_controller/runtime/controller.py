@@ -398,11 +398,13 @@ class Controller:
             kwargs.update(lane_offset=float(aux[0]), heading_error=float(aux[1]))
         return RobotState(**kwargs)
 
-    def _brake(self, status, reason, now, t0, stamp=float('nan'), nominal=None, out=None):
+    def _brake(self, status, reason, now, t0, stamp=float('nan'), nominal=None, out=None,
+               new_rejection=True):
         """Decelerate the last command toward zero at the braking limits, integrated over the steady
-        time since the last output (so call frequency does not change the deceleration)."""
+        time since the last output (so call frequency does not change the deceleration).
+        ``new_rejection`` False: a BAD_INPUT that continues the previous rejection (not counted again)."""
         if status == BAD_INPUT:
-            self.counters['bad_input'] += 1
+            self.counters['bad_input'] += new_rejection
             self._last_rejected = reason
         last_t = self._last_output_time if self._last_output_time is not None else now
         elapsed = min(max(now - last_t, 0.0), self.config.max_dt)
@@ -434,9 +436,8 @@ class Controller:
             if self._last_status == DISABLED:
                 return self._brake(DISABLED, 'output disabled (~/enable false)', now, t0, stamp=stamp)
             if self._last_status == BAD_INPUT and self._last_rejected:
-                out = self._brake(BAD_INPUT, self._last_rejected, now, t0, stamp=stamp)
-                self.counters['bad_input'] -= 1       # the same rejection, not a new one
-                return out
+                return self._brake(BAD_INPUT, self._last_rejected, now, t0, stamp=stamp,
+                                   new_rejection=False)
             reason = self._stale_reason(self.input_age(now)) + '; frame stamp repeated'
             return self._brake(STALE, reason, now, t0, stamp=stamp)
         self._last_status = DROPPED

@@ -110,14 +110,15 @@ class Harness:
             msg = convert.encode_image(self.rng.integers(0, 255, (64, 128, 3), dtype=np.uint8), stamp)
         self.pub_image.publish(msg)
 
-    def drive(self, n, imu=True):
-        """n good frames at 30 Hz (sensor stamps advance by one period each)."""
-        for _ in range(n):
+    def drive(self, n, imu=True, frame=None, imu_offset=0.0):
+        """n frames at 30 Hz (sensor stamps advance by one period each): good random frames, or
+        ``frame(i)`` -> Image message; IMU samples stamped ``imu_offset`` s from the camera."""
+        for i in range(n):
             self.t_sensor += PERIOD
             if imu:
-                self.send_imu(self.t_sensor)
+                self.send_imu(self.t_sensor + imu_offset)
             self.spin(0.003)
-            self.send_frame()
+            self.send_frame(None if frame is None else frame(i))
             self.spin(PERIOD - 0.003)
 
     def safety_after(self, index):
@@ -565,12 +566,7 @@ def test_camera_clock_behind_imu_is_a_named_bad_input(harness):
     h = harness()
     h.drive(10)
     s0 = len(h.safety)
-    for _ in range(10):                       # IMU stamped 10 s ahead of the camera
-        h.t_sensor += PERIOD
-        h.send_imu(h.t_sensor + 10.0)
-        h.spin(0.003)
-        h.send_frame()
-        h.spin(PERIOD - 0.003)
+    h.drive(10, imu_offset=10.0)              # IMU stamped 10 s ahead of the camera
     assert h.spin_until(lambda: any(v['status'] in ('bad_input', 'stopped', 'stale')
                                     and 'clock skew' in v['reason'] for v in h.safety_after(s0)), 3)
 
@@ -606,11 +602,7 @@ def test_diagnostics_name_the_cause_for_as_long_as_it_lasts(harness):
     h = harness(overrides=[Parameter('input_timeout', value=0.3)])
     h.drive(10)
     d0 = len(h.diag)
-    for _ in range(36):                        # 1.2 s of frames with a wrong encoding
-        h.t_sensor += PERIOD
-        h.send_imu(h.t_sensor)
-        h.send_frame(_bad_image(h, encoding='yuv422'))
-        h.spin(PERIOD)
+    h.drive(36, frame=lambda i: _bad_image(h, encoding='yuv422'))   # 1.2 s with a wrong encoding
     messages = [s.message for a in h.diag[d0 + 1:] for s in a.status]
     assert len(messages) >= 3
     assert all('encoding' in m and 'yuv422' in m for m in messages), messages
@@ -623,12 +615,7 @@ def test_vga_camera_with_resize_images_drives(harness):
     h = harness(overrides=[Parameter('resize_images', value=True)])
     frames = [h.rng.integers(0, 255, (480, 640, 3), dtype=np.uint8) for _ in range(3)]
     s0 = len(h.safety)
-    for i in range(90):
-        h.t_sensor += PERIOD
-        h.send_imu(h.t_sensor)
-        h.spin(0.002)
-        h.send_frame(convert.encode_image(frames[i % 3], h.t_sensor))
-        h.spin(PERIOD - 0.002)
+    h.drive(90, frame=lambda i: convert.encode_image(frames[i % 3], h.t_sensor))
     h.spin(0.3)
     statuses = [v['status'] for v in h.safety_after(s0)]
     assert statuses.count('ok') + statuses.count('reset') >= 80, statuses
