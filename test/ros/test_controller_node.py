@@ -184,8 +184,8 @@ def test_images_and_imu_give_cmd_vel_stamped_with_node_clock(harness):
 
 
 def test_attention_overlay_topic_rate_limited_and_off_by_default(harness):
-    """~/attention: an rgb8 overlay of the camera's size, frame_id and stamp, computed by a timer in its
-    own callback group (never in the camera callback); no topic at all by default (rate 0)."""
+    """~/attention: an rgb8 overlay of the camera's size, frame_id and stamp, computed in a worker
+    thread of its own (never in an executor callback); no topic and no thread by default (rate 0)."""
     got = {}
     for rate in (30.0, None):
         h = harness(overrides=[Parameter('attention_rate_hz', value=rate)] if rate else [])
@@ -193,8 +193,9 @@ def test_attention_overlay_topic_rate_limited_and_off_by_default(harness):
         h.test.create_subscription(Image, 'controller/attention', images.append, qos.image_qos(10))
         if rate:
             assert h.spin_until(lambda: h.test.count_publishers(f'{h.ns}/controller/attention') > 0, 5)
-            timer_groups = {t.callback_group for t in h.node._lc_timers if t.callback == h.node._on_attention_timer}
-            assert timer_groups == {h.node._groups['attention']}
+            assert h.node._attention_thread.is_alive() and h.node._attention_thread.name == 'attention'
+        else:
+            assert h.node._attention_thread is None
         h.drive(12)
         assert h.spin_until(lambda: len(h.cmds) >= 5, 5)
         if rate:

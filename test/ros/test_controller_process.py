@@ -160,7 +160,6 @@ def test_every_stop_while_driving_delivers_a_zero_command(node_process, model):
     assert not failures
 
 
-@pytest.mark.slow
 def test_vga_frames_from_another_process_drive_with_resize(node_process, model):
     """640x480 rgb8 at 30 Hz from another process: before (best-effort camera QoS) 20 of 90 arrived,
     and with resize_images the robot stood still with 'no valid camera frame'."""
@@ -176,11 +175,11 @@ def test_vga_frames_from_another_process_drive_with_resize(node_process, model):
     assert driving >= 80, statuses
 
 
-@pytest.mark.slow
 def test_imu_keeps_arriving_during_an_image_flood(node_process, model):
     """Images at 1 kHz and IMU at 200 Hz for 3 s: no brake for a missing IMU sample (before: 3 of 10
-    runs braked with 'no IMU sample within imu_timeout' while the IMU was arriving). In `make test-slow`:
-    on 2 cores shared with other busy processes it still failed in 1 of 4 runs (docs/controller.md)."""
+    runs braked with 'no IMU sample within imu_timeout' while the IMU was arriving; measured here: 37
+    such brakes with the old node, 64 with a node that did not take pending IMU samples before each
+    frame, 0 now, also with both cores busy)."""
     p = node_process({'model': str(model), 'use_odometry': 'false'})
     assert p.lifecycle.bring_up(30.0) == 'active'
     assert p.spin_until(lambda: p.pub_image.get_subscription_count() > 0, 10)
