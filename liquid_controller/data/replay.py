@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import deque
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -39,12 +38,12 @@ import numpy as np
 from liquid_controller.data.bag_source import open_bag_source, resolve_topic
 from liquid_controller.config_base import check_known_keys, config_from_dict, config_to_dict
 from liquid_controller.errors import BagError, InputError
+from liquid_controller.runtime.frame_assembler import FrameAssembler
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 TWIST_TYPES = ('geometry_msgs/msg/TwistStamped', 'geometry_msgs/msg/Twist')
 EXPECTED_TYPES = {'imu': ('sensor_msgs/msg/Imu',), 'odom': ('nav_msgs/msg/Odometry',),
                   'range': ('sensor_msgs/msg/Range',), 'image': IMAGE_TYPES, 'command': TWIST_TYPES}
-MEASUREMENT_MAX_AGE = 0.5  # s: same rule as the node (older odometry / range is not used)
 STAGES = ('decode', 'preprocess', 'policy', 'filter', 'write')
 
 
@@ -233,50 +232,6 @@ def _correlation(a, b):
     return float(np.corrcoef(a, b)[0, 1])
 
 
-class _FrameAssembler:
-    """The node's input bookkeeping without ROS: IMU buffer cut into per-frame windows, latest odometry
-    speed and range, the first decode error since the last frame (mirrors ControllerNode)."""
-
-    def __init__(self, max_dt):
-        self.max_dt = float(max_dt)
-        self.imu = deque()  # (stamp, gyro (3,), accel (3,)) sorted by stamp
-        self.last_frame = None
-        self.odom = None     # (stamp, speed)
-        self.range = None    # (stamp, range)
-        self.error = None
-
-    def add_imu(self, reading):
-        item = (reading.stamp, reading.angular_velocity, reading.linear_acceleration)
-        if not self.imu or self.imu[-1][0] <= reading.stamp:
-            self.imu.append(item)
-        else:  # keep stamp order like the node's bisect insert
-            items = sorted([*self.imu, item], key=lambda x: x[0])
-            self.imu = deque(items)
-
-    def window(self, stamp):
-        from liquid_controller.runtime.preprocess import ImuWindow
-        lo = self.last_frame
-        if lo is None or lo >= stamp:
-            lo = stamp - self.max_dt
-        picked = []
-        while self.imu and self.imu[0][0] <= stamp:
-            s, g, a = self.imu.popleft()
-            if s > lo:
-                picked.append((s, g, a))
-        if self.imu and self.imu[-1][0] > stamp + 5.0:
-            self.imu.clear()
-        self.last_frame = stamp
-        if not picked:
-            return ImuWindow.empty()
-        return ImuWindow(np.array([p[0] for p in picked]), np.array([p[1] for p in picked]).reshape(-1, 3),
-                         np.array([p[2] for p in picked]).reshape(-1, 3))
-
-    def fresh(self, reading, stamp):
-        if reading is None or abs(stamp - reading[0]) > MEASUREMENT_MAX_AGE:
-            return None
-        return reading[1]
-
-
 def _load_controller(model, controller_config, safety_config):
     from liquid_controller.runtime.controller import Controller
     from liquid_controller.runtime.model_file import LoadedModel, load_model
@@ -420,12 +375,14 @@ class _Replayer:
             out = self.ctl.reject(f'image: {exc}', now=stamp)
             return self.record(bag_ns, out, time.perf_counter() - t0)
         decode_s = time.perf_counter() - t0
-        window = asm.window(stamp)
-        if asm.error is not None:
-            reason, asm.error = asm.error, None
-            return self.record(bag_ns, self.ctl.reject(reason, now=stamp), decode_s)
-        measured = MeasuredState(speed=asm.fresh(asm.odom, stamp), range=asm.fresh(asm.range, stamp))
-        out = self.ctl.step(frame, stamp, window, measured, now=stamp)
+        try:
+            inputs = asm.assemble(stamp)
+        except InputError as exc:       # clock skew between the camera and IMU / odometry
+            return self.record(bag_ns, self.ctl.reject(str(exc), now=stamp), decode_s)
+        if inputs.error is not None:    # a sensor reading rejected since the last frame
+            return self.record(bag_ns, self.ctl.reject(inputs.error, now=stamp), decode_s)
+        measured = MeasuredState(speed=inputs.speed, range=inputs.range)
+        out = self.ctl.step(frame, stamp, inputs.imu, measured, now=stamp)
         return self.record(bag_ns, out, decode_s)
 
     def record(self, bag_ns, out, decode_s):
@@ -450,28 +407,30 @@ class _Replayer:
             if role == 'imu':
                 reading = convert.decode_imu(msg)
                 self.check_order(topic, reading.stamp)
-                asm.add_imu(reading)
+                asm.add_imu(reading.stamp, reading.angular_velocity, reading.linear_acceleration)
             elif role == 'odom':
                 reading = convert.decode_odometry(msg)
                 self.check_order(topic, reading.stamp)
-                asm.odom = (reading.stamp, float(reading.linear[0]))
+                asm.set_reading('odom', reading.stamp, float(reading.linear[0]))
             elif role == 'range':
                 stamp, value = convert.decode_range(msg)
                 self.check_order(topic, stamp)
-                asm.range = (stamp, value)
+                asm.set_reading('range', stamp, value)
             elif role == 'command':
                 stamp, v, w = convert.decode_twist(msg)
                 self.recorded.append((bag_ns * 1e-9 if stamp is None else stamp, v, w))
         except InputError as exc:
             if role in ('imu', 'odom', 'range'):  # the node brakes on the next frame; so do we
-                asm.error = asm.error or f'{role}: {exc}'
+                asm.report_error(f'{role}: {exc}')
 
     # ---------------------------------------------------------------------------- main loop
     def consume(self, source, roles, chosen, progress):
         """Feed the bag's messages (bag-time order) to the controller; copy them to the output bag."""
         from tqdm import tqdm
         config = self.config
-        asm = _FrameAssembler(self.ctl.config.max_dt)
+        # the node's frame assembler; "arrival" is the bag's receive time, as it was on the robot
+        bag_time = [0.0]
+        asm = FrameAssembler(self.ctl.config.max_dt, clock=lambda: bag_time[0])
         total = source.topics[chosen['image']].count
         if config.max_frames:
             total = min(total, config.max_frames) if total >= 0 else config.max_frames
@@ -484,6 +443,7 @@ class _Replayer:
                 role = roles.get(topic)
                 if role is None:
                     continue
+                bag_time[0] = bag_ns * 1e-9
                 msg = self.decode(topic, msgtype, raw, bag_ns)
                 if role == 'image':
                     self.on_frame(topic, msgtype, msg, bag_ns, asm)

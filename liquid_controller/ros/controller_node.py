@@ -412,7 +412,6 @@ class ControllerNode(LifecycleNode):
         self._lc_subs, self._lc_timers = [], []
 
     def _reset_state_buffers(self):
-        self._input_error = None
         self._last_frame_stamp = None
         self._rates = {k: RateMeter() for k in ('image', 'imu', 'odom', 'range', 'scan', 'cmd_vel')}
         self._dt_stats = RollingStats()
@@ -440,7 +439,7 @@ class ControllerNode(LifecycleNode):
         try:
             reading = convert.decode_imu(msg)
         except InputError as exc:
-            self._input_error = f'imu: {exc}'
+            self._report_error(f'imu: {exc}')
             return
         assembler = self.assembler
         if assembler is not None:
@@ -471,7 +470,7 @@ class ControllerNode(LifecycleNode):
         try:
             reading = convert.decode_odometry(msg)
         except InputError as exc:
-            self._input_error = self._input_error or f'odom: {exc}'
+            self._report_error(f'odom: {exc}')
             return
         self._set_reading('odom', reading.stamp, float(reading.linear[0]))
 
@@ -480,7 +479,7 @@ class ControllerNode(LifecycleNode):
         try:
             stamp, value = convert.decode_range(msg)
         except InputError as exc:
-            self._input_error = self._input_error or f'range: {exc}'
+            self._report_error(f'range: {exc}')
             return
         self._set_reading('range', stamp, value)
 
@@ -491,9 +490,14 @@ class ControllerNode(LifecycleNode):
             distance = forward_distance(msg.ranges, msg.angle_min, msg.angle_increment,
                                         msg.range_min, msg.range_max, self._s('scan_half_angle'))
         except InputError as exc:
-            self._input_error = self._input_error or f'scan: {exc}'
+            self._report_error(f'scan: {exc}')
             return
         self._set_reading('scan', stamp, distance)
+
+    def _report_error(self, text):
+        assembler = self.assembler
+        if assembler is not None:
+            assembler.report_error(text)
 
     def _set_reading(self, name, stamp, value):
         assembler = self.assembler
@@ -525,9 +529,8 @@ class ControllerNode(LifecycleNode):
             if self._last_frame_stamp is not None and stamp > self._last_frame_stamp:
                 self._dt_stats.add(stamp - self._last_frame_stamp)
             self._last_frame_stamp = stamp
-            if self._input_error is not None:
-                reason, self._input_error = self._input_error, None
-                self._emit(ctl.reject(reason, received), received)
+            if inputs.error is not None:     # a sensor reading rejected since the last frame
+                self._emit(ctl.reject(inputs.error, received), received)
                 return
             measured = MeasuredState(speed=inputs.speed, range=inputs.range)
             out = ctl.step(frame, stamp, inputs.imu, measured, now=received)

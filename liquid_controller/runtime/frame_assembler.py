@@ -12,6 +12,9 @@ the Controller exactly what belongs to that frame:
   ``late_imu``); dropping it would starve the network of IMU under load.
 - Measurements: the newest odometry speed and range/scan distance whose stamp is within
   ``measurement_max_age`` of the frame stamp (one age rule for all of them); older ones are not used.
+- Sensor errors: a reading its decoder rejected (NaN IMU, bad odometry) is reported with
+  :meth:`FrameAssembler.report_error`; the next frame gets the first such error since the previous
+  frame (the caller brakes on it), then it is cleared.
 - Clock skew: when a sensor that is still arriving (by steady arrival time) carries stamps more than
   ``max_clock_skew`` away from the camera's, the frame is bad input naming the sensor and the skew;
   the old behaviour (silently dropping the samples, ignoring odometry) hid a misconfigured clock.
@@ -40,10 +43,12 @@ MAX_CLOCK_SKEW = 0.5         # s: a live sensor whose stamps differ more from th
 
 @dataclass
 class AssembledInputs:
-    """What one camera frame gets: its IMU window and the fresh measurements (None: not available)."""
+    """What one camera frame gets: its IMU window, the fresh measurements (None: not available) and the
+    first sensor error reported since the previous frame (None: none)."""
     imu: ImuWindow
     speed: float | None = None
     range: float | None = None
+    error: str | None = None
 
 
 class FrameAssembler:
@@ -78,6 +83,7 @@ class FrameAssembler:
             self._imu_arrival = None       # steady time of the newest IMU arrival
             self._last_frame = None        # stamp of the previous assembled frame
             self._readings = {}            # name -> (stamp, value, steady arrival time)
+            self._error = None             # first sensor error since the last frame
 
     # ------------------------------------------------------------------------------------- inputs
 
@@ -111,6 +117,13 @@ class FrameAssembler:
         with self._lock:
             self._readings[name] = (float(stamp), value, self.clock())
 
+    def report_error(self, text):
+        """A sensor reading was rejected (``text`` names the sensor, field and value): the next frame
+        gets it as its ``error`` unless an earlier one since the last frame is already pending."""
+        with self._lock:
+            if self._error is None:
+                self._error = str(text)
+
     # ------------------------------------------------------------------------------------- output
 
     def assemble(self, frame_stamp):
@@ -123,10 +136,11 @@ class FrameAssembler:
         now = self.clock()
         with self._lock:
             self._check_skew(stamp, now)
+            error, self._error = self._error, None
             if self._last_frame is not None and stamp <= self._last_frame:
                 if stamp < self._last_frame:   # time went backwards: start a new window from here
                     self._last_frame = None
-                return AssembledInputs(ImuWindow.empty(), *self._measurements(stamp))
+                return AssembledInputs(ImuWindow.empty(), *self._measurements(stamp), error)
             lo = stamp - self.max_window
             hi = bisect.bisect_right(self._imu_stamps, stamp)
             start = bisect.bisect_right(self._imu_stamps, lo, 0, hi)
@@ -137,10 +151,10 @@ class FrameAssembler:
             self._last_frame = stamp
             measurements = self._measurements(stamp)
         if not stamps:
-            return AssembledInputs(ImuWindow.empty(), *measurements)
+            return AssembledInputs(ImuWindow.empty(), *measurements, error)
         gyro = np.asarray([g for g, _ in samples], dtype=np.float64).reshape(-1, 3)
         accel = np.asarray([a for _, a in samples], dtype=np.float64).reshape(-1, 3)
-        return AssembledInputs(ImuWindow(np.asarray(stamps), gyro, accel), *measurements)
+        return AssembledInputs(ImuWindow(np.asarray(stamps), gyro, accel), *measurements, error)
 
     def _measurements(self, stamp):
         """(speed, range) fresh for ``stamp``; range is the nearer of range and scan."""
