@@ -98,3 +98,11 @@ def test_invalid_settings_are_named():
         FrameAssembler(0.0)
     with pytest.raises(InputError, match='imu_capacity'):
         FrameAssembler(0.2, imu_capacity=0)
+
+
+def test_first_sensor_error_since_the_last_frame_goes_to_the_next_frame_once():
+    asm = FrameAssembler(0.2, clock=FakeClock())
+    asm.report_error("imu: angular_velocity.x='nan': must be finite")
+    asm.report_error('odom: twist.linear.x: must be finite')      # a later one does not replace it
+    assert asm.assemble(1.0).error.startswith('imu: angular_velocity.x')
+    assert asm.assemble(1.03).error is None
