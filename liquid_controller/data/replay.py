@@ -38,7 +38,6 @@ import numpy as np
 from liquid_controller.data.bag_source import open_bag_source, resolve_topic
 from liquid_controller.config_base import check_known_keys, config_from_dict, config_to_dict
 from liquid_controller.errors import BagError, InputError
-from liquid_controller.runtime.frame_assembler import FrameAssembler
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 TWIST_TYPES = ('geometry_msgs/msg/TwistStamped', 'geometry_msgs/msg/Twist')
@@ -232,11 +231,11 @@ def _correlation(a, b):
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def _load_controller(model, controller_config, safety_config):
+def _load_controller(model, settings):
     from liquid_controller.runtime.controller import Controller
     from liquid_controller.runtime.model_file import LoadedModel, load_model
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
-    return Controller(loaded, controller_config, safety_config)
+    return Controller(loaded, settings.controller_config(), settings.safety_config())
 
 
 def _select_topics(source, config, path):
@@ -274,12 +273,13 @@ def _select_topics(source, config, path):
 class _Replayer:
     """One replay run (state shared by the per-message handlers)."""
 
-    def __init__(self, bag, controller, config, out):
+    def __init__(self, bag, controller, config, out, settings):
         from rosbags.typesys import Stores, get_typestore
 
         from liquid_controller.ros import diagnostics
         self.bag = Path(bag)
         self.ctl = controller
+        self.settings = settings
         self.config = config
         self.out = Path(out) if out is not None else None
         self.typestore = get_typestore(Stores.ROS2_KILTED)
@@ -430,7 +430,7 @@ class _Replayer:
         config = self.config
         # the node's frame assembler; "arrival" is the bag's receive time, as it was on the robot
         bag_time = [0.0]
-        asm = FrameAssembler(self.ctl.config.max_dt, clock=lambda: bag_time[0])
+        asm = self.settings.frame_assembler(clock=lambda: bag_time[0])
         total = source.topics[chosen['image']].count
         if config.max_frames:
             total = min(total, config.max_frames) if total >= 0 else config.max_frames
@@ -487,8 +487,7 @@ class _Replayer:
         return out
 
 
-def replay_bag(bag, model, out=None, config=None, controller_config=None, safety_config=None,
-               progress=False):
+def replay_bag(bag, model, out=None, config=None, settings=None, progress=False):
     """Replay ``bag`` through a Controller built from ``model``; return a :class:`ReplayResult`.
 
     Args:
@@ -496,7 +495,8 @@ def replay_bag(bag, model, out=None, config=None, controller_config=None, safety
         model: model file path / name (see runtime.model_file.load_model) or a LoadedModel.
         out: output bag directory to create (must not exist), or None for no output bag.
         config: :class:`ReplayConfig` (topic names, output prefix and storage, frame limit).
-        controller_config / safety_config: as for the node (None: the node's defaults).
+        settings: :class:`liquid_controller.runtime.settings.Settings`, the node's parameters (e.g.
+            ``load_settings('config/controller.yaml')``); None: the defaults.
         progress: show a tqdm progress bar over camera frames.
 
     Raises ReplayError (a BagError) on a fault in the bag, with the partial result attached and the
@@ -507,13 +507,15 @@ def replay_bag(bag, model, out=None, config=None, controller_config=None, safety
         raise InputError('config', config, 'expected a ReplayConfig')
     if out is not None and Path(out).exists():
         raise InputError('out', str(out), 'output bag directory already exists')
+    from liquid_controller.runtime.settings import Settings
+    settings = settings if settings is not None else Settings()
     source = open_bag_source(bag)
     try:
-        controller = _load_controller(model, controller_config, safety_config)
+        controller = _load_controller(model, settings)
     except BaseException:
         source.close()
         raise
-    run = _Replayer(bag, controller, config, out)
+    run = _Replayer(bag, controller, config, out, settings)
     if source.salvaged:
         run.notes.append(f'bag is damaged ({source.cause}); reading the MCAP stream up to the damage')
     t_start = time.perf_counter()

@@ -11,7 +11,7 @@ Thin adapter around :class:`liquid_controller.runtime.controller.Controller` and
 - deactivate: publishes one zero command, then stops output. cleanup/shutdown release everything.
 
 Parameters are read once at configure. Only ``mode`` and ``publish_neurons`` may change while the node
-is configured (:data:`LIVE_PARAMETERS`); a change of any other parameter is refused with a reason until
+is configured (``runtime.settings.LIVE_PARAMETERS``); a change of any other parameter is refused with a reason until
 the node is cleaned up (unconfigured), and applies at the next configure.
 
 Inputs (relative names, remappable): ``camera/image_raw`` (sensor_msgs/Image; CompressedImage on
@@ -42,7 +42,6 @@ Controller or publishes a command, and the frame assembler is thread-safe.
 """
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import os
 import signal
@@ -61,92 +60,19 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 
 from liquid_controller.errors import InputError, ModelFileError
 from liquid_controller.ros import convert, diagnostics, qos
-from liquid_controller.runtime.controller import OK, RESET, Controller, ControllerConfig, MeasuredState
-from liquid_controller.runtime.frame_assembler import FrameAssembler
+from liquid_controller.runtime.controller import OK, RESET, Controller, MeasuredState
 from liquid_controller.runtime.preprocess import forward_distance
+from liquid_controller.runtime.settings import LIVE_PARAMETERS, Settings, all_parameters
 from liquid_controller.runtime.stats import EventRate, RateMeter, RollingStats
 
-MODES = ('drive', 'shadow')
-TRANSPORTS = ('raw', 'compressed')
-RELIABILITIES = ('auto', 'reliable', 'best_effort')
 # Relative topic names (remappable). The Gazebo bridge config and the launch file use the same names.
 TOPICS = {'image': 'camera/image_raw', 'compressed_image': 'camera/image_raw/compressed',
           'imu': 'imu/data', 'odom': 'odom', 'range': 'range', 'scan': 'scan', 'cmd_vel': 'cmd_vel'}
-LIVE_PARAMETERS = ('mode', 'publish_neurons')   # may change while configured; all others may not
 IMU_DRAIN_MAX = 200      # IMU messages a camera callback takes at most before cutting the window
 ZERO_ACK_TIMEOUT = 0.5   # s a final zero command waits for reliable subscribers to acknowledge it
 # Parameters every ROS node may get that are not ours (set by rclpy or by ROS tools).
 FOREIGN_PARAMETER_PREFIXES = ('qos_overrides.',)
 FOREIGN_PARAMETERS = ('use_sim_time', 'start_type_description_service')
-
-
-def _fr(lo, hi, step=0.0):
-    return [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=float(step))]
-
-
-def _ir(lo, hi, step=1):
-    return [IntegerRange(from_value=int(lo), to_value=int(hi), step=int(step))]
-
-
-# name -> (default, description, range or None). Mirrors config/controller.yaml (a test checks it).
-# Every numeric parameter has a range; string choices are checked in _on_set_parameters.
-PARAMETERS = {
-    'model': ('', 'Model name in models/ or path to NAME.json; empty = best available model', None),
-    'mode': ('drive', 'drive: publish cmd_vel; shadow: compute and publish ~/nominal_cmd_vel only', None),
-    'image_transport': ('raw', 'raw: sensor_msgs/Image on camera/image_raw; compressed: '
-                               'sensor_msgs/CompressedImage on camera/image_raw/compressed', None),
-    'image_reliability': ('auto', 'Camera subscription QoS reliability: reliable (delivers large '
-                                  'frames on one host; needs a reliable publisher), best_effort (matches '
-                                  'any publisher) or auto (reliable, switching to best_effort when a '
-                                  'best-effort camera publisher appears)', None),
-    'image_depth': (1, 'Camera subscription QoS depth (keep last); 1 = never process a stale frame',
-                    _ir(1, 100)),
-    'image_height': (64, 'Configured camera image height (px); must match the model card', _ir(1, 4096)),
-    'image_width': (128, 'Configured camera image width (px); must match the model card', _ir(1, 4096)),
-    'resize_images': (False, 'Area-resample frames whose size differs from the model input', None),
-    'enable_stamped_cmd_vel': (True, 'Publish geometry_msgs/TwistStamped (true) or Twist (false)', None),
-    'frame_id': ('base_link', 'frame_id of the published commands', None),
-    'use_odometry': (True, 'Subscribe odom and give its speed to the safety filter', None),
-    'use_range': (False, 'Subscribe range (sensor_msgs/Range) as forward obstacle distance', None),
-    'use_scan': (False, 'Subscribe scan (sensor_msgs/LaserScan): nearest return within '
-                        'scan_half_angle of straight ahead is the obstacle distance', None),
-    'scan_half_angle': (0.3, 'Half width (rad) of the forward sector of the scan', _fr(0.01, 3.1416)),
-    'require_imu': (True, 'Brake when no IMU sample arrived within imu_timeout', None),
-    'max_dt': (0.2, 'Largest dt (s) fed to the network; larger frame gaps are clipped', _fr(0.001, 5.0)),
-    'reset_gap': (0.5, 'A frame-stamp gap above this (s) resets the hidden state', _fr(0.001, 60.0)),
-    'input_timeout': (0.5, 'Watchdog: no valid frame for this long (s, steady clock) -> brake to zero',
-                      _fr(0.01, 10.0)),
-    'imu_timeout': (0.25, 'No IMU sample for this long (s, by stamps) -> bad input', _fr(0.001, 10.0)),
-    'measurement_max_age': (0.5, 'Odometry / range / scan readings further than this (s, by stamps) '
-                                 'from the camera frame are not used', _fr(0.001, 10.0)),
-    'max_clock_skew': (0.5, 'A live IMU or odometry stream stamped further than this (s) from the camera '
-                            'is bad input (clock skew)', _fr(0.01, 3600.0)),
-    'max_linear_accel': (2.0, 'Rate limit of the nominal linear velocity (m/s^2)', _fr(0.01, 100.0)),
-    'max_angular_accel': (8.0, 'Rate limit of the nominal angular velocity (rad/s^2)', _fr(0.01, 100.0)),
-    'brake_decel': (0.0, 'Braking deceleration (m/s^2) for stops; 0 = the safety filter limit',
-                    _fr(0.0, 100.0)),
-    'brake_angular_decel': (0.0, 'Yaw-rate braking (rad/s^2) for stops; 0 = max_angular_accel',
-                            _fr(0.0, 100.0)),
-    'stop_speed': (0.01, 'While braking, |v| and |w| below this become exactly zero', _fr(0.0, 1.0)),
-    'use_predicted_lane': (True, "Give the policy's predicted lane offset / heading error to the "
-                                 "safety filter's lane rows", None),
-    'watchdog_period': (0.02, 'Watchdog timer period (s, steady clock)', _fr(0.001, 1.0)),
-    'diagnostics_period': (1.0, 'Period of /diagnostics (s, steady clock)', _fr(0.05, 60.0)),
-    'publish_neurons': (True, 'Publish the hidden state on ~/neurons', None),
-    'attention_rate_hz': (0.0, 'Largest rate (Hz, steady clock) of the ~/attention overlay image, '
-                               'computed in its own callback group; 0 = off', _fr(0.0, 30.0)),
-}
-# Ranges of the numeric safety.* parameters (SafetyConfig also checks their relations at configure).
-SAFETY_RANGES = {
-    'v_min': (-20.0, 0.0), 'v_max': (0.001, 20.0), 'w_max': (0.001, 20.0), 'accel_max': (0.001, 50.0),
-    'decel_max': (0.001, 50.0), 'a_lat_max': (0.001, 100.0), 'control_period': (0.001, 1.0),
-    'obstacle_margin': (0.0, 10.0), 'lane_half_width': (0.001, 100.0), 'lane_margin': (0.0, 10.0),
-    'num_barrier_params': (2, 4, 2), 'soft_penalty': (1e-6, 1e9), 'solver_tol': (1e-15, 1e-3),
-    'speed_tolerance': (0.0, 10.0), 'yaw_rate_tolerance': (0.0, 10.0),
-    'max_abs_lateral_accel': (0.001, 1000.0), 'max_abs_lane_offset': (0.001, 1000.0),
-    'max_abs_nominal': (1.0, 1e6),
-}
-CHOICES = {'mode': MODES, 'image_transport': TRANSPORTS, 'image_reliability': RELIABILITIES}
 
 
 class ControllerNode(LifecycleNode):
@@ -159,16 +85,10 @@ class ControllerNode(LifecycleNode):
         self._active = False
         self.controller = None
         self.assembler = None
-        self._settings = {}
-        self._safety_fields = _safety_parameter_fields()
-        for name, (default, text, rng) in PARAMETERS.items():
-            self.declare_parameter(name, default, _descriptor(name, default, text, rng))
-        for name, (default, text) in self._safety_fields.items():
-            rng = SAFETY_RANGES.get(name)
-            if rng is not None:
-                rng = _ir(*rng) if isinstance(default, int) else _fr(*rng)
-            self.declare_parameter(f'safety.{name}', default,
-                                   _descriptor(f'safety.{name}', default, text, rng))
+        self._settings = None          # runtime.settings.Settings, taken at configure
+        self._parameter_table = all_parameters()   # runtime/settings.py: one definition
+        for name, p in self._parameter_table.items():
+            self.declare_parameter(name, p.default, _descriptor(p))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._groups = {k: MutuallyExclusiveCallbackGroup()
                         for k in ('camera', 'sensors', 'watchdog')}
@@ -205,9 +125,9 @@ class ControllerNode(LifecycleNode):
 
     def _on_set_parameters(self, params):
         for p in params:
-            if p.name in CHOICES and p.value not in CHOICES[p.name]:
-                return SetParametersResult(successful=False,
-                                           reason=f'{p.name}={p.value!r}: one of {CHOICES[p.name]}')
+            choices = getattr(self._parameter_table.get(p.name), 'choices', None)
+            if choices is not None and p.value not in choices:
+                return SetParametersResult(successful=False, reason=f'{p.name}={p.value!r}: one of {choices}')
             if self._configured and p.name not in LIVE_PARAMETERS and p.name not in FOREIGN_PARAMETERS:
                 return SetParametersResult(
                     successful=False,
@@ -227,26 +147,13 @@ class ControllerNode(LifecycleNode):
         return SetParametersResult(successful=True)
 
     def _snapshot_settings(self):
-        names = list(PARAMETERS) + [f'safety.{n}' for n in self._safety_fields]
-        return {n: self.get_parameter(n).value for n in names}
-
-    def _controller_config(self):
-        s = self._settings
-        return ControllerConfig(
-            max_dt=float(s['max_dt']), reset_gap=float(s['reset_gap']),
-            input_timeout=float(s['input_timeout']), imu_timeout=float(s['imu_timeout']),
-            require_imu=bool(s['require_imu']), max_linear_accel=float(s['max_linear_accel']),
-            max_angular_accel=float(s['max_angular_accel']), brake_decel=float(s['brake_decel']),
-            brake_angular_decel=float(s['brake_angular_decel']), stop_speed=float(s['stop_speed']),
-            resize_images=bool(s['resize_images']), use_predicted_lane=bool(s['use_predicted_lane']))
-
-    def _safety_config(self):
-        from liquid_controller.safety.config import SafetyConfig
-        kwargs = {}
-        for name, (default, _) in self._safety_fields.items():
-            value = self._settings[f'safety.{name}']
-            kwargs[name] = list(value) if isinstance(default, list) else value
-        return SafetyConfig(**kwargs)
+        """Settings from the current parameter values (arrays as lists), validated together."""
+        values = {}
+        for name in self._parameter_table:
+            value = self.get_parameter(name).value
+            values[name] = list(value) if not isinstance(value, (str, bytes)) and hasattr(value, '__len__') \
+                else value
+        return Settings(values)
 
     # ---------------------------------------------------------------------------------- lifecycle
 
@@ -258,14 +165,13 @@ class ControllerNode(LifecycleNode):
                     raise InputError('parameters', '; '.join(unknown), 'unknown parameter names')
                 self._settings = self._snapshot_settings()
                 loaded = self._load_model()
-                self.controller = Controller(loaded, self._controller_config(), self._safety_config())
-                self.assembler = FrameAssembler(self._s('max_dt'),
-                                                measurement_max_age=self._s('measurement_max_age'),
-                                                max_clock_skew=self._s('max_clock_skew'))
+                self.controller = Controller(loaded, self._settings.controller_config(),
+                                             self._settings.safety_config())
+                self.assembler = self._settings.frame_assembler()
             except (ModelFileError, InputError, ValueError, TypeError) as exc:
                 self.get_logger().error(f'configure failed: {exc}')
                 self.controller = None
-                self._settings = {}
+                self._settings = None
                 return TransitionCallbackReturn.FAILURE
             card = loaded.card
             if card.untrained:
@@ -346,7 +252,7 @@ class ControllerNode(LifecycleNode):
             self.controller = None
             self.assembler = None
             self._configured = False
-            self._settings = {}
+            self._settings = None
             return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -426,7 +332,7 @@ class ControllerNode(LifecycleNode):
         self._image_sub = None
         self._imu_sub = None
         self._switch_to_best_effort = False   # auto: make the camera subscription best effort
-        setting = self._settings.get('image_reliability', 'auto')
+        setting = self._settings['image_reliability'] if self._settings is not None else 'auto'
         self._image_reliability = 'reliable' if setting == 'auto' else setting
         self._attention_frame = None  # (frame, header) of the newest good frame, for ~/attention
         self._attention_error = None  # last attention failure since the last success (-> WARN)
@@ -728,14 +634,18 @@ class ControllerNode(LifecycleNode):
         return response
 
 
-def _descriptor(name, default, text, rng):
-    desc = ParameterDescriptor(description=text)
-    if rng and isinstance(default, float):
-        desc.floating_point_range = rng
-    elif rng:
-        desc.integer_range = rng
-    if name in CHOICES:
-        desc.additional_constraints = 'one of: ' + ', '.join(CHOICES[name])
+def _descriptor(p):
+    """ParameterDescriptor of a runtime.settings.Param: description, range, allowed choices."""
+    desc = ParameterDescriptor(description=p.description)
+    if p.range is not None and isinstance(p.default, float):
+        desc.floating_point_range = [FloatingPointRange(from_value=float(p.range[0]),
+                                                        to_value=float(p.range[1]), step=0.0)]
+    elif p.range is not None:
+        step = p.range[2] if len(p.range) > 2 else 1
+        desc.integer_range = [IntegerRange(from_value=int(p.range[0]), to_value=int(p.range[1]),
+                                           step=int(step))]
+    if p.choices is not None:
+        desc.additional_constraints = 'one of: ' + ', '.join(p.choices)
     return desc
 
 
@@ -751,22 +661,6 @@ def _msg(module, name):
 
 def _srv(name):
     return _msg('std_srvs.srv', name)
-
-
-def _safety_parameter_fields():
-    """SafetyConfig fields exposed as ``safety.<name>`` parameters: name -> (default, description)."""
-    from liquid_controller.safety.config import SafetyConfig
-    out = {}
-    defaults = SafetyConfig()
-    for f in dataclasses.fields(SafetyConfig):
-        value = getattr(defaults, f.name)
-        if isinstance(value, bool) or isinstance(value, (int, float, str)):
-            out[f.name] = (value, f'safety filter: {f.name} (see liquid_controller.safety.SafetyConfig)')
-        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
-            out[f.name] = ([float(v) for v in value],
-                           f'safety filter: {f.name} (see liquid_controller.safety.SafetyConfig; '
-                           'checked at configure)')
-    return out
 
 
 def _executor():

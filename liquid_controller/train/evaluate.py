@@ -193,20 +193,17 @@ class Driver:
 class ControllerDriver(Driver):
     """A model file driven through the runtime Controller, fed exactly as the controller node feeds it.
 
-    ``model``: a LoadedModel (runtime.model_file.load_model) or a model name/path. ``controller_config``
-    and ``safety_config``: default to the node's parameter file (config/controller.yaml). A fresh
-    Controller is built for every episode so that episodes do not depend on each other's order.
+    ``model``: a LoadedModel (runtime.model_file.load_model) or a model name/path. ``settings``: a
+    :class:`liquid_controller.runtime.settings.Settings` (None: the node's parameter file,
+    config/controller.yaml). The simulator's sensor readings go through the node's frame assembler.
+    A fresh Controller is built for every episode so that episodes do not depend on each other's order.
     """
 
-    def __init__(self, model, controller_config=None, safety_config=None):
+    def __init__(self, model, settings=None):
         from liquid_controller.runtime.model_file import load_model
+        from liquid_controller.runtime.settings import load_settings
         self.model = model if hasattr(model, 'policy') and hasattr(model, 'card') else load_model(model)
-        if controller_config is None or safety_config is None:
-            node_ctl, node_safety = node_configs()
-            controller_config = controller_config or node_ctl
-            safety_config = safety_config or node_safety
-        self.controller_config = controller_config
-        self.safety_config = safety_config
+        self.settings = settings if settings is not None else load_settings()
         self.name = self.model.card.name
         self.controller = None
         self._reset_stats()
@@ -234,8 +231,12 @@ class ControllerDriver(Driver):
 
     def reset(self, world, seed):
         from liquid_controller.runtime.controller import Controller
-        self.controller = Controller(self.model, self.controller_config, self.safety_config)
+        self.controller = Controller(self.model, self.settings.controller_config(),
+                                     self.settings.safety_config())
         self.controller.start(now=world.time)
+        self._now = world.time
+        # sim time is the arrival clock too: on a live robot readings arrive at their stamps
+        self.assembler = self.settings.frame_assembler(clock=lambda: self._now)
         self._reset_stats()
 
     def _reset_stats(self):
@@ -248,16 +249,24 @@ class ControllerDriver(Driver):
 
     def act(self, observation, truth):
         from liquid_controller.runtime.controller import MeasuredState
-        from liquid_controller.runtime.preprocess import ImuWindow
-        imu = observation.imu
-        window = ImuWindow(np.asarray(imu.stamps), np.asarray(imu.angular_velocity),
-                           np.asarray(imu.linear_acceleration))
+        imu, odom, stamp = observation.imu, observation.odometry, observation.stamp
+        self._now = stamp
+        asm = self.assembler
+        for s, g, a in zip(imu.stamps, imu.angular_velocity, imu.linear_acceleration):
+            asm.add_imu(s, g, a)
         # the node's defaults: use_odometry true (odom twist.linear.x), use_range false unless the
         # world has a range sensor, in which case the reading is given as the node would with use_range.
-        measured = MeasuredState(speed=float(observation.odometry.v), range=observation.range)
+        asm.set_reading('odom', odom.stamp, float(odom.v))
+        if observation.range is not None:
+            asm.set_reading('range', stamp, observation.range)
         # sim time is the steady clock here: frames are never stale, as on a live robot at 30 Hz
-        out = self.controller.step(observation.image, observation.stamp, window, measured,
-                                   now=observation.stamp)
+        try:
+            inputs = asm.assemble(stamp)
+        except InputError as exc:       # clock skew: not in this simulator, handled as the node does
+            out = self.controller.reject(str(exc), now=stamp)
+        else:
+            out = self.controller.step(observation.image, stamp, inputs.imu,
+                                       MeasuredState(speed=inputs.speed, range=inputs.range), now=stamp)
         self._statuses[out.status] = self._statuses.get(out.status, 0) + 1
         cert = out.certificate
         if cert is not None:
@@ -319,29 +328,6 @@ def _percentiles(seconds):
     us = np.asarray(seconds) * 1e6
     return {'p50': float(np.percentile(us, 50)), 'p95': float(np.percentile(us, 95)),
             'max': float(us.max()), 'n': int(us.size)}
-
-
-def node_configs(path=None):
-    """(ControllerConfig, SafetyConfig) from the controller node's parameter file (default
-    config/controller.yaml), so evaluation runs the Controller with the node's settings."""
-    import yaml
-    from liquid_controller.paths import config_file
-    from liquid_controller.runtime.controller import ControllerConfig
-    from liquid_controller.safety.config import SafetyConfig
-    path = Path(path) if path is not None else config_file('controller.yaml')
-    try:
-        doc = yaml.safe_load(path.read_text())
-        params = next(iter(doc.values()))['ros__parameters']
-    except (OSError, yaml.YAMLError, AttributeError, KeyError, StopIteration, TypeError) as exc:
-        raise InputError('controller parameter file', str(path), f'cannot read ros__parameters: {exc}') \
-            from exc
-    ctl_names = {f.name for f in dataclasses.fields(ControllerConfig)} - {'num_threads'}
-    ctl = ControllerConfig(**{k: v for k, v in params.items() if k in ctl_names})
-    safety = dict(params.get('safety', {}))
-    for key, value in safety.items():
-        if isinstance(value, list):
-            safety[key] = tuple(value)
-    return ctl, SafetyConfig(**safety)
 
 
 # ----------------------------------------------------------------------------------------- the loop
@@ -579,11 +565,10 @@ def aggregate(episodes, step_seconds=()):
     }
 
 
-def evaluate_model(model, config, out_dir=None, progress=True, controller_config=None,
-                   safety_config=None, label=None):
+def evaluate_model(model, config, out_dir=None, progress=True, settings=None, label=None):
     """Load ``model`` (name or path; ModelFileError when missing or invalid) and evaluate it through
-    the runtime Controller. See :func:`evaluate_driver`."""
-    driver = ControllerDriver(model, controller_config, safety_config)
+    the runtime Controller with ``settings`` (None: config/controller.yaml). See :func:`evaluate_driver`."""
+    driver = ControllerDriver(model, settings)
     return evaluate_driver(driver, config, out_dir=out_dir, progress=progress, label=label)
 
 

@@ -14,11 +14,12 @@ from liquid_controller.errors import InputError, ModelFileError
 from liquid_controller.runtime.controller import Controller, MeasuredState
 from liquid_controller.runtime.model_file import create_random_model, load_model
 from liquid_controller.runtime.preprocess import ImuWindow
+from liquid_controller.runtime.settings import load_settings
 from liquid_controller.sim import DrivingWorld, WorldConfig
 from liquid_controller.train import results
 from liquid_controller.train.compare import AttentionSettings, compare_models
 from liquid_controller.train.evaluate import (ControllerDriver, Driver, EvalConfig, ExpertDriverAdapter,
-                                              evaluate_driver, evaluate_model, node_configs)
+                                              evaluate_driver, evaluate_model)
 
 # fields that measure the machine, not the episode
 WALL_FIELDS = ('wall_s', 'realtime_factor', 'step_time_us', 'policy_time_us')
@@ -48,8 +49,8 @@ def test_model_evaluation_goes_through_the_controller_and_matches_a_direct_loop(
     rec = report['episodes'][0]
 
     # the same episode written out by hand: the node's feeding of Controller.step, metrics from truths
-    ctl_config, safety_config = node_configs()
-    ctl = Controller(load_model(model_path), ctl_config, safety_config)
+    settings = load_settings()
+    ctl = Controller(load_model(model_path), settings.controller_config(), settings.safety_config())
     obs = world.reset(scene='summer', seed=3)
     ctl.start(now=0.0)
     truth = world.last_truth
