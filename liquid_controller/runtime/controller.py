@@ -108,6 +108,7 @@ class ControllerOutput:
     neurons: np.ndarray | None = None    # (S,) hidden state after the step (ncps order)
     aux: np.ndarray | None = None        # (2,) predicted lane offset m, heading error rad
     barrier_params: np.ndarray | None = None  # (K,)
+    imu_features: np.ndarray | None = None    # (imu_size,) the normalised IMU features fed to the network
     dt: float = 0.0                      # dt fed to the network
     stamp: float = float('nan')          # frame stamp this output belongs to
     timings: dict = field(default_factory=dict)  # seconds per stage: preprocess, policy, filter, total
@@ -318,8 +319,8 @@ class Controller:
         timings['total'] = time.perf_counter() - t0
         return ControllerOutput(command=safe.copy(), nominal=nominal, status=RESET if reset_reason else OK,
                                 reason=reset_reason or '', certificate=cert, neurons=self.neurons(),
-                                aux=aux, barrier_params=bp, dt=dt, stamp=stamp, timings=timings,
-                                intervened=intervened)
+                                aux=aux, barrier_params=bp, imu_features=np.array(imu_feat, np.float32),
+                                dt=dt, stamp=stamp, timings=timings, intervened=intervened)
 
     def reject(self, reason, now=None):
         """An upstream decoder rejected this frame's data (e.g. a malformed Image message): brake and

@@ -77,37 +77,53 @@ class Trace:
 
 
 class _Collector:
-    """Feeds frames to a Controller and keeps the rows of the good (policy) steps."""
+    """Feeds sensor readings to a Controller exactly as the node does (its frame assembler and
+    settings) and keeps the rows of the good (policy) steps.
 
-    def __init__(self, model):
-        from liquid_controller.runtime.controller import Controller, ControllerConfig
+    ``settings``: :class:`~liquid_controller.runtime.settings.Settings` (None: config/controller.yaml).
+    """
+
+    def __init__(self, model, settings=None):
+        from liquid_controller.runtime.controller import Controller
+        from liquid_controller.runtime.settings import load_settings
         torch.set_num_threads(1)
-        # offline: no IMU is tolerated (zeros, as training does without one); timeouts are moot
-        self.controller = Controller(model, ControllerConfig(require_imu=False))
+        settings = settings if settings is not None else load_settings()
+        self.controller = Controller(model, settings.controller_config(), settings.safety_config())
         self.controller.start(now=0.0)
-        self._imu_mean = np.asarray(model.card.input.imu_mean, dtype=np.float64)
-        self._imu_std = np.asarray(model.card.input.imu_std, dtype=np.float64)
-        self._imu_feat = np.zeros(model.card.input.imu_size, dtype=np.float32)  # held like the Controller
+        self._now = 0.0
+        # readings arrive at their stamps (bag and simulator time alike)
+        self.assembler = settings.frame_assembler(clock=lambda: self._now)
         self.rows = {k: [] for k in ('stamps', 'dt', 'frames', 'imu', 'neurons', 'state_before',
                                      'nominal', 'command', 'status', 'road_masks', 'truth')}
 
-    def step(self, frame, stamp, window, speed=None, mask=None, truth=None):
+    def add_imu(self, stamps, gyro, accel):
+        """IMU samples (N,), (N,3), (N,3) that arrived before the next frame."""
+        for s, g, a in zip(stamps, gyro, accel):
+            self.assembler.add_imu(float(s), g, a)
+
+    def step(self, frame, stamp, speed=None, mask=None, truth=None):
+        """One camera frame (odometry ``speed`` stamped with it, if any); the Controller's output."""
         from liquid_controller.runtime.controller import MeasuredState, OK, RESET
-        from liquid_controller.runtime.preprocess import imu_features
+        self._now = stamp
+        if speed is not None:
+            self.assembler.set_reading('odom', stamp, float(speed))
         before = self.controller.neurons().copy()
-        out = self.controller.step(frame, stamp, imu=window, measured=MeasuredState(speed=speed), now=stamp)
+        try:
+            inputs = self.assembler.assemble(stamp)
+        except InputError as exc:                        # clock skew: braking, nothing to explain
+            return self.controller.reject(str(exc), now=stamp)
+        out = self.controller.step(frame, stamp, imu=inputs.imu,
+                                   measured=MeasuredState(speed=inputs.speed, range=inputs.range),
+                                   now=stamp)
         if out.status not in (OK, RESET):
             return out                                   # braking / dropped: no network step to explain
         if out.status == RESET:
             before = np.zeros_like(before)               # the step ran from the reset state
-        if window is not None and len(window):
-            # the features the Controller just fed the network (same function, same card statistics)
-            self._imu_feat = imu_features(window, self._imu_mean, self._imu_std)
         r = self.rows
         r['stamps'].append(float(stamp))
         r['dt'].append(float(out.dt))
         r['frames'].append(frame)
-        r['imu'].append(self._imu_feat.copy())
+        r['imu'].append(out.imu_features)              # what the Controller fed the network
         r['neurons'].append(out.neurons)
         r['state_before'].append(before)
         r['nominal'].append(out.nominal)
@@ -132,15 +148,17 @@ class _Collector:
                      truth=np.stack(r['truth']) if len(r['truth']) == n else None, source=source)
 
 
-def run_bag(model, bag, max_frames=None, progress=False, dataset_config=None) -> Trace:
+def run_bag(model, bag, max_frames=None, progress=False, dataset_config=None, settings=None) -> Trace:
     """Replay a rosbag2 bag's camera + IMU through the Controller of ``model`` (a LoadedModel).
 
-    The IMU window of each frame is every IMU sample stamped in (previous frame, this frame].
+    Frames and IMU samples go in stamp order through the node's frame assembler, with the node's
+    ``settings`` (None: config/controller.yaml; a bag without IMU samples is explained with
+    ``require_imu`` off, since every frame would otherwise be refused).
     ``dataset_config``: a :class:`~liquid_controller.data.dataset.DatasetConfig` naming the topics
     (default: the recorder's; the image size is taken from the model card).
     """
     from liquid_controller.data.dataset import DatasetConfig, read_bag_streams
-    from liquid_controller.runtime.preprocess import ImuWindow
+    from liquid_controller.runtime.settings import Settings, load_settings
     h, w = model.image_size
     cfg = dataset_config or DatasetConfig(image_height=h, image_width=w)
     if (cfg.image_height, cfg.image_width) != (h, w):
@@ -154,14 +172,18 @@ def run_bag(model, bag, max_frames=None, progress=False, dataset_config=None) ->
     imu_order = np.argsort(imu_t, kind='stable')
     imu_t, imu_v = imu_t[imu_order], streams.imu.values[imu_order]
     truth_at = _truth_lookup(streams.truth)
-    col = _Collector(model)
-    prev = -math.inf
+    settings = settings if settings is not None else load_settings()
+    if imu_t.size == 0:
+        settings = Settings({**settings.values, 'require_imu': False})
+    col = _Collector(model, settings)
+    lo = 0
     for i in _progress(order, 'explain: bag frames', progress):
         t = float(streams.frames.stamps[i])
-        lo, hi = np.searchsorted(imu_t, prev, side='right'), np.searchsorted(imu_t, t, side='right')
-        window = ImuWindow(imu_t[lo:hi], imu_v[lo:hi, :3], imu_v[lo:hi, 3:]) if hi > lo else None
-        col.step(streams.frames.values[i], t, window, truth=truth_at(t))
-        prev = t
+        hi = int(np.searchsorted(imu_t, t, side='right'))
+        if hi > lo:                                      # the samples stamped up to this frame
+            col.add_imu(imu_t[lo:hi], imu_v[lo:hi, :3], imu_v[lo:hi, 3:])
+            lo = hi
+        col.step(streams.frames.values[i], t, truth=truth_at(t))
     return col.trace(f'bag {bag}')
 
 
@@ -186,7 +208,6 @@ def run_sim(model, scene='summer', seconds=3.0, seed=0, driver='expert', progres
     the same views, which makes attention measures comparable across models); 'model': the
     Controller's filtered command drives (closed loop).
     """
-    from liquid_controller.runtime.preprocess import ImuWindow
     from liquid_controller.sim import DrivingWorld, ExpertDriver, WorldConfig, run_episode
     if driver not in ('expert', 'model'):
         raise InputError('driver', driver, "must be 'expert' or 'model'")
@@ -203,8 +224,8 @@ def run_sim(model, scene='summer', seconds=3.0, seed=0, driver='expert', progres
             if expert is None:
                 expert = ExpertDriver(world.scene, seed=seed)
             imu = obs.imu
-            window = ImuWindow(imu.stamps, imu.angular_velocity, imu.linear_acceleration)
-            out = col.step(obs.image, obs.stamp, window, speed=obs.odometry.v, mask=world.road_mask(),
+            col.add_imu(imu.stamps, imu.angular_velocity, imu.linear_acceleration)
+            out = col.step(obs.image, obs.stamp, speed=obs.odometry.v, mask=world.road_mask(),
                            truth=(truth.lateral_offset, truth.heading_error))
             expert_cmd = expert.command(truth)
             return tuple(out.command) if driver == 'model' else expert_cmd
