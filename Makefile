@@ -73,7 +73,7 @@ MODEL_BAGS ?= out/bags/summer
 model: setup
 	for s in 0 1 2 3 4 5; do test -f $(MODEL_BAGS)/s$$s/metadata.yaml || \
 		$(CLI) record --scene summer --minutes 5 --seed $$s --out $(MODEL_BAGS)/s$$s --quiet || exit 1; done
-	$(CLI) train --config config/train_$(MODEL).yaml --bags $(MODEL_BAGS) --out models/$(MODEL) \
+	$(CLI) train --config config/train_$(MODEL).yaml --bags $(MODEL_BAGS) --out models/$(MODEL) --force \
 		--run-dir out/train/$(MODEL) --cache out/cache
 
 clean:

@@ -523,20 +523,31 @@ def sha256_file(path):
 def resolve_model_paths(name_or_path, models_dir=None):
     """Map a model name or a path (to the .json, the .safetensors or without suffix) to the card path.
 
-    A bare name (no folder, no suffix) is looked up in ``models_dir`` (default: the package's models/).
+    A path with a folder is taken as it is. A bare name (no folder; ``cfc``, ``cfc.json``) that is not a
+    file here is looked up, first match wins, in ``./NAME.json``, ``./models/NAME.json``, then the
+    package's ``models/`` and ``models/baselines/``; when none exists, ModelFileError lists every place
+    looked. With ``models_dir`` given, a bare name means ``models_dir/NAME.json`` (not searched).
     """
     s = str(name_or_path)
     if not s:
         raise ModelFileError('model path is empty: set the `model` parameter to a model name or path')
     p = Path(s).expanduser()
-    if p.suffix == '.safetensors':
-        p = p.with_suffix('.json')
-    elif p.suffix != '.json':
-        if p.parent == Path('.') and not p.exists() and not p.with_suffix('.json').exists():
-            from liquid_controller.paths import models_dir as default_models_dir
-            p = Path(models_dir or default_models_dir()) / s
-        p = p.with_suffix('.json') if p.suffix != '.json' else p
-    return p
+    json_path = p.with_suffix('.json') if p.suffix in ('', '.safetensors') else \
+        (p if p.suffix == '.json' else Path(str(p) + '.json'))
+    if p.suffix not in ('', '.json', '.safetensors') and p.with_suffix('.json').exists():
+        json_path = p.with_suffix('.json')        # the older naming rule (suffix replaced), if on disk
+    if p.parent != Path('.') or json_path.exists():
+        return json_path
+    if models_dir is not None:
+        return Path(models_dir) / json_path.name
+    from liquid_controller.paths import models_dir as default_models_dir
+    shipped = Path(default_models_dir())
+    candidates = list(dict.fromkeys([json_path, Path('models') / json_path.name,
+                                     shipped / json_path.name, shipped / 'baselines' / json_path.name]))
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ModelFileError(f'model {s!r} not found; looked in: ' + ', '.join(str(c) for c in candidates))
 
 
 # -------------------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ The model is the best one in models/ (trained beats untrained). When no trained 
 says so loudly and uses an UNTRAINED random-weight model: the pipeline runs, but the car will not drive
 well, and the metrics show it.
 """
+import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -18,17 +20,41 @@ from pathlib import Path
 BANNER = '!' * 78
 
 
+def positive_float(text):
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
+    if not value > 0 or value == float('inf'):
+        raise argparse.ArgumentTypeError(f'{text!r}: must be a finite number > 0')
+    return value
+
+
+def positive_int(text):
+    """argparse type: an integer > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f'{text!r}: must be an integer > 0')
+    return value
+
+
 def register(sub):
     """Add the `demo` subcommand."""
     p = sub.add_parser('demo', help='closed loop over DDS: sim_node + controller, metrics, plot, GIF')
     p.add_argument('--model', default='', help='model name or path (default: best in models/)')
     p.add_argument('--scene', default='summer', help='simulator scene')
-    p.add_argument('--laps', type=float, default=2.0, help='stop after this many laps')
-    p.add_argument('--max-seconds', type=float, default=120.0, help='stop after this much sim time')
-    p.add_argument('--real-time-factor', type=float, default=1.0,
+    p.add_argument('--laps', type=positive_float, default=2.0, help='stop after this many laps (> 0)')
+    p.add_argument('--max-seconds', type=positive_float, default=120.0,
+                   help='stop after this much sim time (> 0)')
+    p.add_argument('--real-time-factor', type=positive_float, default=1.0,
                    help='simulation speed (1 = real time, as on a robot)')
     p.add_argument('--out', default='out/demo', help='output folder')
-    p.add_argument('--gif-frames', type=int, default=100, help='camera frames kept for the GIF (the last ones)')
+    p.add_argument('--gif-frames', type=positive_int, default=100,
+                   help='camera frames kept for the GIF (the last ones)')
     p.set_defaults(func=run)
 
 
@@ -59,15 +85,54 @@ def _loud(text):
     print(f'\n{BANNER}\n!! {text}\n{BANNER}\n', flush=True)
 
 
+def check_inputs(args):
+    """Validate the model and the scene before anything starts, with the library's own loaders.
+    Returns the loaded Scene; raises ModelFileError or SceneError."""
+    from liquid_controller.sim import load_scene
+    if args.model:
+        from liquid_controller.runtime.model_file import load_model
+        load_model(args.model)           # card, weights hash and tensors: what controller_node will do
+    return load_scene(args.scene)
+
+
+# controller_node logs 'braking to zero: STATUS: REASON' each time it starts a safety stop
+_BRAKE_LINE = re.compile(r'braking to zero: (\w+)')
+
+
+def safety_stops(log_path):
+    """Counts of the safety stops the controller logged in ``log_path`` (its controller.log):
+    ``{'safety_brakes': total, 'bad_input_stops': N, 'stale_input_stops': N, 'disabled_stops': N}``
+    (a missing log counts nothing)."""
+    counts = {'safety_brakes': 0, 'bad_input_stops': 0, 'stale_input_stops': 0, 'disabled_stops': 0}
+    try:
+        text = Path(log_path).read_text(errors='replace')
+    except OSError:
+        return counts
+    for match in _BRAKE_LINE.finditer(text):
+        counts['safety_brakes'] += 1
+        status = match.group(1)
+        key = {'bad_input': 'bad_input_stops', 'stale': 'stale_input_stops', 'stopped': 'stale_input_stops',
+               'disabled': 'disabled_stops'}.get(status)
+        if key:
+            counts[key] += 1
+    return counts
+
+
 def run(args):
     """Run the demo; returns 0 when the loop ran (whatever the driving quality), 1 on failure."""
+    from liquid_controller.errors import ModelFileError, SceneError
+    try:
+        scene = check_inputs(args)
+    except (ModelFileError, SceneError) as exc:
+        print(f'liquid-controller demo: error: {exc}', file=sys.stderr)
+        return 1
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
     from liquid_controller.ros.episode_monitor import EpisodeMonitor, write_overlay_gif
     from liquid_controller.ros.lifecycle_client import LifecycleError, bring_up
     from liquid_controller.ros.processes import start_bringup
-    from liquid_controller.sim import EpisodeMetrics, load_scene
+    from liquid_controller.sim import EpisodeMetrics
     from liquid_controller.sim.texture import paint_track_map
     from liquid_controller.sim.track import Track
 
@@ -78,7 +143,6 @@ def run(args):
         _loud(warning)
     print(f'model: {model} ({card.name}, core {card.policy.get("core")}, '
           f'{"UNTRAINED" if card.untrained else "trained"})', flush=True)
-    scene = load_scene(args.scene)
     track = Track(scene.track, scene.source)
     track_map = paint_track_map(track, scene.appearance)
 
@@ -131,6 +195,8 @@ def run(args):
     summary = metrics.summary()
     summary.update({'model': card.name, 'untrained': card.untrained,
                     'commands_received': monitor.commands_received})
+    # the safety stops controller_node logged (its controller.log in the output folder)
+    summary.update(safety_stops(out / 'controller.log'))
     print(format_metrics(summary))
     (out / 'metrics.json').write_text(json.dumps(summary, indent=2))
     if summary.get('frames', 0):

@@ -18,10 +18,14 @@ def register(sub):
                         'in the package config/ folder)')
     p.add_argument('--bags', required=True, nargs='+', metavar='PATH',
                    help='bag directories, or folders searched for bags')
-    p.add_argument('--out', required=True, metavar='PATH', help='model file to write, e.g. models/cfc')
+    p.add_argument('--out', required=True, metavar='PATH',
+                   help='model file to write, e.g. models/cfc_mine (an existing one only with --force)')
+    p.add_argument('--force', action='store_true',
+                   help='overwrite the model file --out when it already exists')
     p.add_argument('--run-dir', metavar='DIR', help='checkpoints, config and curves (default out/train/NAME)')
     p.add_argument('--cache', metavar='DIR', help='prepared-data cache (default out/cache)')
-    p.add_argument('--resume', action='store_true', help='continue from the checkpoint in --run-dir')
+    p.add_argument('--resume', action='store_true',
+                   help='continue from the checkpoint in --run-dir (an error when there is none)')
     p.add_argument('--prepare-only', action='store_true', help='only decode and cache the bags')
     p.add_argument('--max-steps', type=int, metavar='N', help='override train.max_steps')
     p.add_argument('--epochs', type=int, metavar='N', help='override train.epochs')
@@ -39,6 +43,17 @@ def _config_path(value):
     return config_file(value if value.endswith(('.yaml', '.yml')) else value + '.yaml')
 
 
+def model_files(out):
+    """(card, weights) paths save_model writes for ``--out`` (its naming rule)."""
+    out = Path(out)
+    card = out.with_suffix('.json') if out.suffix in ('', '.json', '.safetensors') else Path(str(out) + '.json')
+    return card, card.with_suffix('.safetensors')
+
+
+def _log(line):
+    print(line, file=sys.stderr if line.startswith('warning:') else sys.stdout, flush=True)
+
+
 def run(args):
     from liquid_controller.errors import BagError, InputError, ModelFileError
     from liquid_controller.train.config import TrainConfig
@@ -53,6 +68,20 @@ def run(args):
         out = Path(args.out)
         run_dir = Path(args.run_dir) if args.run_dir else Path('out') / 'train' / out.name
         cache_dir = Path(args.cache) if args.cache else Path('out') / 'cache'
+        from liquid_controller.data.dataset import find_bags
+        find_bags(args.bags)                     # cheap: a missing bag is named before anything else
+        if not args.prepare_only:
+            existing = [p for p in model_files(out) if p.exists()]
+            if existing and not args.force:
+                print(f'liquid-controller train: error: {existing[0]} already exists; pass --force to '
+                      'overwrite it, or choose another --out', file=sys.stderr)
+                return 1
+            from liquid_controller.train import checkpoint as ckpt
+            if args.resume and not ckpt.has_checkpoint(run_dir):
+                print(f'liquid-controller train: error: --resume: no checkpoint in {run_dir} '
+                      f'({ckpt.STATE_FILE} missing); run without --resume to start a new run, or pass '
+                      'the --run-dir of the run to continue', file=sys.stderr)
+                return 1
         if args.prepare_only:
             from liquid_controller.data.dataset import prepare
             prepared = prepare(args.bags, cache_dir, config.dataset, progress=not args.quiet)
@@ -61,7 +90,7 @@ def run(args):
             return 0
         from liquid_controller.train.trainer import train
         result = train(config, args.bags, out, run_dir=run_dir, cache_dir=cache_dir, resume=args.resume,
-                       progress=not args.quiet)
+                       progress=not args.quiet, log=_log)
     except (InputError, BagError, ModelFileError) as exc:
         print(f'liquid-controller train: error: {exc}', file=sys.stderr)
         return 1

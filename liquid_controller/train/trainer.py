@@ -143,6 +143,31 @@ class Trainer:
             self.val_set.windows = [self.val_set.windows[i] for i in keep]   # fixed, evenly spaced
         periods = [e['report']['frame_period'] for e in self.prepared.entries]
         self.nominal_dt = float(np.median(periods))
+        self.split_counts = {
+            'train': {'bags': len({e.bag for e in train_eps}), 'segments': len(train_eps),
+                      'windows': len(self.train_set), 'frames': int(sum(len(e) for e in train_eps))},
+            'val': {'bags': len({e.bag for e in val_eps}), 'segments': len(val_eps),
+                    'windows': len(self.val_set) if self.val_set is not None else 0,
+                    'frames': int(sum(len(e) for e in val_eps))}}
+
+    def split_report(self):
+        """Lines describing the train/validation split; a line starting with 'warning:' when the actual
+        validation share of the frames differs from ``val_fraction`` by more than 10 points."""
+        t, v = self.split_counts['train'], self.split_counts['val']
+        total = t['frames'] + v['frames']
+        share = v['frames'] / total if total else 0.0
+
+        def part(d):
+            return (f"{d['bags']} bag(s), {d['segments']} segment(s), {d['windows']} window(s), "
+                    f"{d['frames']} frames")
+        lines = [f"data split by {self.split.get('by')}: train {part(t)}; validation {part(v)} "
+                 f"({100 * share:.0f}% of frames, val_fraction {self.config.val_fraction:g})"]
+        if abs(share - self.config.val_fraction) > 0.10:
+            lines.append(f'warning: validation holds {100 * share:.0f}% of the frames, not the '
+                         f'{100 * self.config.val_fraction:.0f}% of val_fraction: the split takes whole '
+                         f"{'bags' if self.split.get('by') == 'bag' else 'segments'}; record more (or "
+                         'equal-length) bags to get closer')
+        return lines
 
     def batches_per_epoch(self):
         n = len(self.train_set)
@@ -374,19 +399,28 @@ class Trainer:
         return card, metrics
 
 
-def train(config: TrainConfig, bags, out, run_dir=None, cache_dir=None, resume=False, progress=True):
+def train(config: TrainConfig, bags, out, run_dir=None, cache_dir=None, resume=False, progress=True,
+          log=None):
     """Train a policy on ``bags`` and write the model file ``out`` (.json card + .safetensors).
 
     ``run_dir`` (default ``out/train/NAME``) holds checkpoints, config.yaml and curves.png;
     ``cache_dir`` (default ``RUN_DIR/../cache``) the prepared data. ``resume`` continues from the
-    checkpoint in ``run_dir``.
+    checkpoint in ``run_dir``; without one there it is an InputError (nothing is started, so a run the
+    caller believed it continues is never silently restarted). ``log``: called with each line of the
+    data-split report (:meth:`Trainer.split_report`) before training starts.
     """
     out = Path(out)
     run_dir = Path(run_dir) if run_dir is not None else Path('out') / 'train' / out.name
+    if resume and not ckpt.has_checkpoint(run_dir):
+        raise InputError('resume', str(run_dir), 'no checkpoint to resume in this run directory; run '
+                                                 'without --resume to start a new run')
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     trainer = Trainer(config, bags, run_dir, cache_dir=cache_dir, progress=progress)
-    if resume and ckpt.has_checkpoint(run_dir):
+    if log is not None:
+        for line in trainer.split_report():
+            log(line)
+    if resume:
         trainer.resume()
     else:
         # a fresh run must not inherit an old run's best weights, nor leave its checkpoint to resume
