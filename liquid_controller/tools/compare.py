@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from liquid_controller.tools.evaluate import add_eval_arguments
+from liquid_controller.tools.params_file import settings_from_args
 
 
 def register(sub):
@@ -77,7 +78,8 @@ def run(args):
                                     out_dir=args.out, progress=not args.quiet,
                                     include_expert=args.expert, command=command_line(args),
                                     workers=args.workers,
-                                    attention=None if args.no_attention else cmp.AttentionSettings())
+                                    attention=None if args.no_attention else cmp.AttentionSettings(),
+                                    settings=settings_from_args(args))
         print(cmp.format_table(result))
         print(f"json: {result['json']}  markdown: {result['markdown']}")
         if args.readme:

@@ -10,6 +10,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from liquid_controller.tools.params_file import add_params_file_argument, settings_from_args
+
 
 def add_eval_arguments(p):
     """Arguments shared by `evaluate` and `compare`."""
@@ -25,6 +27,7 @@ def add_eval_arguments(p):
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     p.add_argument('--workers', type=int, default=1, metavar='N',
                    help='run episodes in N processes (same results as 1; default 1)')
+    add_params_file_argument(p)
 
 
 def register(sub):
@@ -67,7 +70,8 @@ def run(args):
                                seeds=ev.parse_list(args.seeds, 'seeds', int),
                                image_noise_std=args.image_noise, seconds_per_lap=args.seconds_per_lap,
                                max_seconds=args.max_seconds, plots=not args.no_plots)
-        driver = ev.ExpertDriverAdapter() if args.expert else ev.ControllerDriver(args.model)
+        driver = ev.ExpertDriverAdapter() if args.expert else \
+            ev.ControllerDriver(args.model, settings_from_args(args))
         out = Path(args.out) if args.out else Path('out') / 'eval' / driver.name
         report = ev.evaluate_driver(driver, config, out_dir=out, progress=not args.quiet,
                                     workers=args.workers)

@@ -10,6 +10,7 @@ over :func:`liquid_controller.train.explain.run_explanation`.
 import sys
 
 from liquid_controller.errors import LiquidControllerError
+from liquid_controller.tools.params_file import add_params_file_argument, settings_from_args
 
 
 def register(sub):
@@ -31,6 +32,7 @@ def register(sub):
     p.add_argument('--attention-frames', type=int, default=30, help='frames scored for attention (default 30)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--quiet', action='store_true', help='no progress bars')
+    add_params_file_argument(p)
     p.set_defaults(func=run)
 
 
@@ -45,7 +47,8 @@ def run(args):
         result = run_explanation(args.model, args.out, bag=args.bag, scene=scene, baseline=args.baseline,
                                  sim_seconds=args.sim_seconds, max_leaves=args.max_leaves,
                                  include_inputs=inputs, attention_frames=args.attention_frames,
-                                 max_frames=args.max_frames, seed=args.seed, progress=not args.quiet)
+                                 max_frames=args.max_frames, seed=args.seed, progress=not args.quiet,
+                                 settings=settings_from_args(args))
     except (LiquidControllerError, ValueError, OSError) as exc:
         print(f'liquid-controller explain: {exc}', file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ import json
 import sys
 
 from liquid_controller.errors import LiquidControllerError
+from liquid_controller.tools.params_file import add_params_file_argument, settings_from_args
 
 
 def register(sub):
@@ -34,6 +35,7 @@ def register(sub):
     p.add_argument('--golden-out', metavar='NPZ', help='write the per-frame arrays (for golden tests)')
     p.add_argument('--metrics-json', metavar='PATH', help='write the metrics as JSON')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
+    add_params_file_argument(p)
     p.set_defaults(func=run)
 
 
@@ -50,7 +52,8 @@ def run(args):
         return 2
     code = 0
     try:
-        result = replay_bag(args.bag, args.model, out=args.out, config=config, progress=not args.quiet)
+        result = replay_bag(args.bag, args.model, out=args.out, config=config,
+                            settings=settings_from_args(args), progress=not args.quiet)
     except ReplayError as exc:
         result, code = exc.result, 1
         if result is None:

@@ -79,7 +79,8 @@ def _noise_levels(levels):
 
 
 def compare_models(models, config, noise_levels=(0.0,), noise_scenes=None, out_dir=None, progress=True,
-                   include_expert=False, command=None, workers=1, attention=AttentionSettings()):
+                   include_expert=False, command=None, workers=1, attention=AttentionSettings(),
+                   settings=None):
     """Evaluate every model (names or paths) with ``config`` (EvalConfig; its image_noise_std is
     replaced by each of ``noise_levels``). All model files are loaded first, so a missing one fails
     before any driving. Returns the JSON-able comparison (``rows``, ``models``, ``evaluations``); with
@@ -87,6 +88,7 @@ def compare_models(models, config, noise_levels=(0.0,), noise_scenes=None, out_d
     ``workers``: processes per evaluation (see :func:`~liquid_controller.train.evaluate.evaluate_driver`).
     ``attention``: :class:`AttentionSettings` for the attention columns of the noise-free rows of every
     model (not the expert, which has no network); None skips them (the columns are then None).
+    ``settings``: the controller node's settings for every model (None: config/controller.yaml).
     """
     if attention is not None and not isinstance(attention, AttentionSettings):
         raise InputError('attention', type(attention).__name__, 'must be AttentionSettings or None')
@@ -96,7 +98,7 @@ def compare_models(models, config, noise_levels=(0.0,), noise_scenes=None, out_d
     noise_scenes = tuple(noise_scenes) if noise_scenes else config.scenes[:1]
     for scene in noise_scenes:
         check_scene(scene)
-    drivers = [ControllerDriver(m) for m in models]  # raises ModelFileError naming a bad model
+    drivers = [ControllerDriver(m, settings) for m in models]  # ModelFileError naming a bad model
     if include_expert:
         drivers.append(ExpertDriverAdapter())
     labels = _unique_labels([d.name for d in drivers])

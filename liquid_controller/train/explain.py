@@ -201,7 +201,8 @@ def _truth_lookup(truth):
     return at
 
 
-def run_sim(model, scene='summer', seconds=3.0, seed=0, driver='expert', progress=False) -> Trace:
+def run_sim(model, scene='summer', seconds=3.0, seed=0, driver='expert', progress=False,
+            settings=None) -> Trace:
     """Run ``model`` in the ROS-free simulator and collect a Trace with ground-truth road masks.
 
     driver 'expert': the privileged expert drives and the model watches (open loop: every model sees
@@ -215,7 +216,7 @@ def run_sim(model, scene='summer', seconds=3.0, seed=0, driver='expert', progres
         raise InputError('seconds', seconds, 'must be in (0, 3600]')
     h, w = model.image_size
     world = DrivingWorld(WorldConfig(camera_height=h, camera_width=w))
-    col = _Collector(model)
+    col = _Collector(model, settings)
     try:
         expert = None
 
@@ -622,12 +623,14 @@ class ExplainResult:
 
 def explain_model(model, out_dir, bag=None, scene=None, sim_seconds=3.0, max_leaves=16,
                   leaf_counts=DEFAULT_LEAF_COUNTS, include_inputs=(), attention_frames=30,
-                  noise_std=0.05, max_frames=None, seed=0, progress=False, prefix='') -> ExplainResult:
+                  noise_std=0.05, max_frames=None, seed=0, progress=False, prefix='',
+                  settings=None) -> ExplainResult:
     """Run the whole analysis of one model and write its PNGs into ``out_dir``.
 
     Data: ``bag`` (replayed through the Controller) and/or ``scene`` (a simulator run of
     ``sim_seconds`` with the expert driving, which also gives the road masks). Trees and activity use
-    the bag when given, else the sim run; attention-on-road needs the sim run.
+    the bag when given, else the sim run; attention-on-road needs the sim run. ``settings``: the
+    controller node's settings (None: config/controller.yaml).
     """
     if bag is None and scene is None:
         raise InputError('bag/scene', None, 'give a bag, a scene, or both')
@@ -638,9 +641,10 @@ def explain_model(model, out_dir, bag=None, scene=None, sim_seconds=3.0, max_lea
     out.mkdir(parents=True, exist_ok=True)
     policy = model.policy.eval()
     name = model.card.name
-    sim_trace = run_sim(model, scene=scene, seconds=sim_seconds, seed=seed, progress=progress) \
-        if scene is not None else None
-    trace = run_bag(model, bag, max_frames=max_frames, progress=progress) if bag is not None else sim_trace
+    sim_trace = run_sim(model, scene=scene, seconds=sim_seconds, seed=seed, progress=progress,
+                        settings=settings) if scene is not None else None
+    trace = run_bag(model, bag, max_frames=max_frames, progress=progress, settings=settings) \
+        if bag is not None else sim_trace
     images = {}
     groups = activity_groups(policy, trace)
     images['neuron activity'] = plot_neuron_activity(groups, trace.stamps, trace.nominal,
