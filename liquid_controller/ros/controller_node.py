@@ -63,7 +63,7 @@ from liquid_controller.ros import convert, diagnostics, qos
 from liquid_controller.runtime.controller import OK, RESET, Controller, MeasuredState
 from liquid_controller.runtime.preprocess import forward_distance
 from liquid_controller.runtime.settings import LIVE_PARAMETERS, Settings, all_parameters
-from liquid_controller.runtime.stats import EventRate, RateMeter, RollingStats
+from liquid_controller.runtime.stats import RateMeter, RollingStats
 
 # Relative topic names (remappable). The Gazebo bridge config and the launch file use the same names.
 TOPICS = {'image': 'camera/image_raw', 'compressed_image': 'camera/image_raw/compressed',
@@ -324,8 +324,6 @@ class ControllerNode(LifecycleNode):
         self._imu_per_frame = RollingStats()  # IMU samples in each frame's window
         self._latency = RollingStats()      # receive -> publish (s)
         self._stage = {k: RollingStats() for k in ('decode', 'preprocess', 'policy', 'filter')}
-        self._interventions = EventRate()
-        self._status_counts = {}
         self._last_output = None
         self._last_reason = ''
         self._qos_problem = None      # camera publisher whose QoS cannot match ours
@@ -537,8 +535,6 @@ class ControllerNode(LifecycleNode):
             for k in self._stage:
                 if k in out.timings:
                     self._stage[k].add(out.timings[k])
-            self._interventions.add(out.intervened)
-        self._status_counts[out.status] = self._status_counts.get(out.status, 0) + 1
         was_safe = self._last_output is not None and self._last_output.safe
         if out.safe and not was_safe:
             self.get_logger().warning(f'braking to zero: {out.status}: {out.reason}')
@@ -587,7 +583,7 @@ class ControllerNode(LifecycleNode):
                   'status': out.status if out else 'no output yet',
                   'cause': out.reason if out is not None and out.safe else '',
                   'last_reason': self._last_reason, 'input_age_s': ctl.input_age(now),
-                  'intervention_rate': self._interventions.rate()}
+                  'intervention_rate': ctl.intervention_rate()}
         if self._qos_problem:
             values['camera_qos'] = self._qos_problem
         if self._attention_error:
@@ -605,7 +601,7 @@ class ControllerNode(LifecycleNode):
             values[f'stage_ms.{k}.p50'] = st.summary()['p50'] * 1e3
         values.update({f'count.{k}': v for k, v in ctl.counters.items()})
         values.update({f'count.{k}': v for k, v in self.assembler.counters.items()})
-        values.update({f'status_count.{k}': v for k, v in self._status_counts.items()})
+        values.update({f'status_count.{k}': v for k, v in ctl.status_counts.items()})
         return DiagnosticStatus(level=level, name=f'{self.get_name()}: controller',
                                 message=message[:250], hardware_id='',
                                 values=diagnostics.key_values(values))

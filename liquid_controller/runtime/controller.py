@@ -153,8 +153,10 @@ class Controller:
         self.neuron_groups = self._neuron_groups()
         self._brake_decel = float(self.config.brake_decel or _safety_decel(self.safety_config))
         self._brake_ang = float(self.config.brake_angular_decel or self.config.max_angular_accel)
+        # the one count of what happened (the node's /diagnostics report these, nothing of its own)
         self.counters = {'frames': 0, 'ok': 0, 'resets': 0, 'bad_input': 0, 'stale_ticks': 0,
                          'dropped': 0, 'interventions': 0}
+        self.status_counts = {}        # outputs per status
         self.reset('initial')
         self.enabled = True
         self._last_status = None       # status of the last output
@@ -214,6 +216,7 @@ class Controller:
         self.reset('initial')
         self.filter.reset()
         self.counters = {k: 0 for k in self.counters}
+        self.status_counts = {}
         self._last_good = None
         self._last_output_time = None
         self._last_status = None
@@ -315,7 +318,7 @@ class Controller:
         self.counters['ok'] += 1
         self._command = safe
         self._last_output_time = now
-        self._last_status = RESET if reset_reason else OK
+        self._record_status(RESET if reset_reason else OK)
         timings['total'] = time.perf_counter() - t0
         return ControllerOutput(command=safe.copy(), nominal=nominal, status=RESET if reset_reason else OK,
                                 reason=reset_reason or '', certificate=cert, neurons=self.neurons(),
@@ -423,11 +426,19 @@ class Controller:
         else:
             status_out = status
         cert, aux, bp, dt = out if out is not None else (None, None, None, 0.0)
-        self._last_status = status_out
+        self._record_status(status_out)
         return ControllerOutput(command=cmd.copy(), nominal=nominal if nominal is not None else np.zeros(2),
                                 status=status_out, reason=reason, certificate=cert,
                                 neurons=self.neurons(), aux=aux, barrier_params=bp, dt=dt, stamp=stamp,
                                 timings={'total': time.perf_counter() - t0})
+
+    def _record_status(self, status):
+        self._last_status = status
+        self.status_counts[status] = self.status_counts.get(status, 0) + 1
+
+    def intervention_rate(self):
+        """Share of the policy steps whose command the safety filter changed (0 before any)."""
+        return self.counters['interventions'] / self.counters['ok'] if self.counters['ok'] else 0.0
 
     def _repeat(self, stamp, now, t0):
         """A frame with the previous frame's stamp: repeat the last command, or keep braking."""
@@ -441,7 +452,7 @@ class Controller:
                                    new_rejection=False)
             reason = self._stale_reason(self.input_age(now)) + '; frame stamp repeated'
             return self._brake(STALE, reason, now, t0, stamp=stamp)
-        self._last_status = DROPPED
+        self._record_status(DROPPED)
         return ControllerOutput(command=self._command.copy(), nominal=np.zeros(2), status=DROPPED,
                                 reason='repeated frame stamp: frame ignored', neurons=self.neurons(),
                                 stamp=stamp, timings={'total': time.perf_counter() - t0})

@@ -51,16 +51,3 @@ class RollingStats:
         a = np.fromiter(self._values, dtype=np.float64)
         return {'mean': float(a.mean()), 'min': float(a.min()), 'max': float(a.max()),
                 'p50': float(np.percentile(a, 50)), 'p99': float(np.percentile(a, 99)), 'n': int(a.size)}
-
-
-class EventRate:
-    """Fraction of the last ``size`` events that were true (e.g. filter interventions per step)."""
-
-    def __init__(self, size=300):
-        self._flags = deque(maxlen=int(size))
-
-    def add(self, flag):
-        self._flags.append(bool(flag))
-
-    def rate(self):
-        return float(np.mean(self._flags)) if self._flags else 0.0

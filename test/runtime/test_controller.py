@@ -329,3 +329,12 @@ def test_watchdog_reason_keeps_naming_the_rejected_input(ctl):
     t = 5 * PERIOD + 40 * PERIOD
     ok = ctl.step(FRAMES[0], t, window(t), MeasuredState(speed=0.0), now=now + PERIOD)
     assert not ok.safe and 'frame.shape' not in ctl._stale_reason(1.0)
+
+
+def test_controller_counts_statuses_and_interventions_once(ctl):
+    outs = drive(ctl, 12)
+    ctl.tick(12 * PERIOD + 1.0)                  # one stale tick
+    assert ctl.status_counts.get('ok', 0) + ctl.status_counts.get('reset', 0) == 12
+    assert sum(ctl.status_counts.values()) == 13
+    assert ctl.counters['interventions'] == sum(o.intervened for o in outs)
+    assert ctl.intervention_rate() == pytest.approx(ctl.counters['interventions'] / 12)

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from liquid_controller.runtime.stats import EventRate, RateMeter, RollingStats
+from liquid_controller.runtime.stats import RateMeter, RollingStats
 
 
 def test_rate_meter_counts_the_window():
@@ -15,7 +15,7 @@ def test_rate_meter_counts_the_window():
     assert m.count == 60
 
 
-def test_rolling_stats_and_event_rate():
+def test_rolling_stats():
     s = RollingStats(size=100)
     assert math.isnan(s.summary()['p50']) and s.summary()['n'] == 0
     for v in range(200):
@@ -23,8 +23,3 @@ def test_rolling_stats_and_event_rate():
     out = s.summary()
     assert out['n'] == 100 and out['min'] == 100 and out['max'] == 199
     assert out['p50'] == pytest.approx(149.5) and out['mean'] == pytest.approx(149.5)
-    e = EventRate(size=4)
-    assert e.rate() == 0.0
-    for flag in (True, False, True, True, True):
-        e.add(flag)
-    assert e.rate() == pytest.approx(0.75)
