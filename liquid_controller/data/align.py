@@ -1,15 +1,17 @@
 """Time alignment of decoded bag streams into training sequences (pure numpy, no bag or ROS code).
 
-The rules, which the runtime Controller mirrors at every camera frame:
+The rules, the same as the robot's (runtime/frame_assembler.py cuts the live node's inputs, and replay's,
+by the same window rule):
 
 - **Frames** are the camera messages in bag (arrival) order, timed by their header stamps. A new
   *segment* (a sequence with its own hidden-state history) starts when a stamp does not increase
   (a simulator reset restarts its clock), when the gap to the previous frame exceeds
   ``max_frame_gap``, or where a frame has no valid command.
-- **IMU window** of frame i: the IMU samples with ``t[i-1] < stamp <= t[i]`` (what arrived since the
-  previous frame). The first frame of a segment uses ``(t[0] - period, t[0]]`` where ``period`` is the
-  median frame interval of the bag. The 6-dim feature of the window is computed by the runtime's
-  preprocessing, so training sees exactly what the robot sees.
+- **IMU window** of frame i: the IMU samples with ``max(t[i-1], t[i] - max_window) < stamp <= t[i]``
+  (what arrived since the previous frame, at most ``max_window`` back: the node's ``max_dt``). The
+  first frame of a segment uses ``(t[0] - max_window, t[0]]``, as the node does after a reset. The
+  6-dim feature of the window is computed by the runtime's preprocessing, and an empty window holds the
+  previous feature (dataset.py), so training sees exactly what the robot sees.
 - **Command label** of frame i: ``'hold'`` (default) is the latest command stamped at or before
   ``t[i]``, i.e. the command in effect when the frame was taken (zero-order hold, as the motor
   driver executes it); ``'interpolate'`` is the linear interpolation between the commands either
@@ -208,8 +210,11 @@ def _sorted(arr: TimedArray):
 
 
 def align_streams(streams: Streams, imu_feature: Callable, *, command_alignment='hold',
-                  max_command_age=0.5, max_frame_gap=0.5, min_segment_frames=2):
+                  max_command_age=0.5, max_frame_gap=0.5, min_segment_frames=2, max_window=None):
     """Pair every camera frame with its IMU window feature, command label and ground truth.
+
+    ``max_window``: s, how far back an IMU window reaches (None: the controller node's default
+    ``max_dt``, runtime/settings.py).
 
     ``imu_feature(gyro (n, 3), accel (n, 3)) -> (F,)`` computes the IMU feature of one window (the
     runtime's preprocessing). Returns ``(segments: list[AlignedSegment], AlignmentReport)``.
@@ -220,6 +225,9 @@ def align_streams(streams: Streams, imu_feature: Callable, *, command_alignment=
     report = AlignmentReport(frames_in=len(frames))
     if len(frames) < 2:
         raise InputError('camera frames', len(frames), 'a bag needs at least two camera frames')
+    if max_window is None:
+        from liquid_controller.runtime.settings import PARAMETERS
+        max_window = PARAMETERS['max_dt'].default
     period = median_period(frames.stamps)
     report.frame_period = period
     starts = split_epochs(frames.stamps)
@@ -240,7 +248,7 @@ def align_streams(streams: Streams, imu_feature: Callable, *, command_alignment=
         cmd = streams.commands.select(cmd_epoch == e)
         tr = truth.select(truth_epoch == e) if truth is not None else None
         segments += _align_epoch(seg_frames, imu, cmd, tr, imu_feature, period, command_alignment,
-                                 max_command_age, max_frame_gap, min_segment_frames, report)
+                                 max_command_age, max_frame_gap, min_segment_frames, max_window, report)
     report.segments = len(segments)
     report.frames_kept = int(sum(len(s) for s in segments))
     report.frames_with_truth = int(sum(int(s.truth_mask.sum()) for s in segments))
@@ -248,7 +256,7 @@ def align_streams(streams: Streams, imu_feature: Callable, *, command_alignment=
 
 
 def _align_epoch(frames, imu, cmd, truth, imu_feature, period, command_alignment, max_command_age,
-                 max_frame_gap, min_segment_frames, report):
+                 max_frame_gap, min_segment_frames, max_window, report):
     t = frames.stamps                                           # (N,) increasing within an epoch
     cmd_t, cmd_v = _sorted(cmd)
     label, age = command_at(t, cmd_t, cmd_v.astype(np.float64), command_alignment)
@@ -287,17 +295,18 @@ def _align_epoch(frames, imu, cmd, truth, imu_feature, period, command_alignment
         else:
             out.append(_build_segment(idx, t, frames.values, imu_t, imu_v, label, cmd_t, cmd_v,
                                       command_alignment, max_command_age, truth_v, truth_m, imu_feature,
-                                      period, report))
+                                      period, max_window, report))
         i = j
     return out
 
 
 def _build_segment(idx, t, images, imu_t, imu_v, label, cmd_t, cmd_v, command_alignment,
-                   max_command_age, truth_v, truth_m, imu_feature, period, report):
+                   max_command_age, truth_v, truth_m, imu_feature, period, max_window, report):
     ts = t[idx]
     dt = np.diff(ts, prepend=ts[0] - period)                    # (N,) real elapsed time
-    window_lo = ts - dt
-    lo = np.searchsorted(imu_t, window_lo, side='right')        # first sample with stamp > t[i-1]
+    window_lo = np.maximum(ts - dt, ts - max_window)            # the node's window rule
+    window_lo[0] = ts[0] - max_window                           # a segment starts like a reset
+    lo = np.searchsorted(imu_t, window_lo, side='right')        # first sample with stamp > window_lo
     hi = np.searchsorted(imu_t, ts, side='right')               # one past the last with stamp <= t[i]
     feats, counts = [], []
     for a, b in zip(lo, hi):

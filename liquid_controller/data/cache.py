@@ -22,7 +22,7 @@ import numpy as np
 
 from liquid_controller.errors import BagError, InputError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2   # 2: IMU windows follow the node (first frame of a segment reaches max_dt back)
 INDEX_NAME = 'index.json'
 # Arrays stored per bag (all with the frame axis first) -- the fields of AlignedSegment.
 ARRAY_FIELDS = ('stamps', 'dt', 'images', 'imu', 'imu_count', 'command', 'prev_command', 'truth',

@@ -20,11 +20,12 @@ from bag_factory import command_for, truth_for, write_drive_bag  # noqa: E402
 TINY = dict(image_height=8, image_width=16)
 
 
-def expected_gyro_z(info, frame_ids, t, period):
-    """Mean gyro z of the IMU samples in (t[i-1], t[i]] (first frame: (t[0]-period, t[0]])."""
+def expected_gyro_z(info, frame_ids, t, period, max_window=0.2):
+    """Mean gyro z of the IMU samples in (max(t[i-1], t[i] - max_window), t[i]] (the controller node's
+    window rule; first frame of a segment: (t[0] - max_window, t[0]], as after a reset)."""
     out = []
     for j, i in enumerate(frame_ids):
-        lo = t[frame_ids[j - 1]] if j > 0 else t[i] - period
+        lo = max(t[frame_ids[j - 1]], t[i] - max_window) if j > 0 else t[i] - max_window
         sel = (info['imu_times'] > lo) & (info['imu_times'] <= t[i])
         out.append(info['imu_gyro_z'][sel].mean())
     return np.array(out)
