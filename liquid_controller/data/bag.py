@@ -202,6 +202,51 @@ class BagMessage:
         return iter((self.topic, self.stamp_ns, self.msgtype, self.message))
 
 
+BAG_FILE_SUFFIXES = ('.mcap', '.db3')
+
+
+def is_bag_dir(path):
+    """True when ``path`` is a folder that looks like one rosbag2 bag: it holds metadata.yaml or an
+    .mcap / .db3 file (a bag whose metadata.yaml is missing is still a bag, maybe a damaged one)."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    return (path / 'metadata.yaml').is_file() or any(
+        f.suffix in BAG_FILE_SUFFIXES and f.is_file() for f in path.iterdir())
+
+
+def bags_in_folder(path):
+    """The bags (folders holding metadata.yaml) found recursively under the folder ``path`` that is not
+    a bag itself, sorted; [] when there are none."""
+    path = Path(path)
+    return sorted(m.parent for m in path.rglob('metadata.yaml') if m.parent != path)
+
+
+def _bag_names(root, bags, limit=5):
+    names = [str(b.relative_to(root)) for b in bags[:limit]]
+    if len(bags) > limit:
+        names.append(f'... {len(bags) - limit} more')
+    return ', '.join(names)
+
+
+def check_bag_path(path):
+    """Raise BagError with a one-line reason naming ``path`` when it cannot be a rosbag2 bag: missing,
+    an empty folder, a folder of bags, or a folder that is no bag (no metadata.yaml, no .mcap/.db3
+    file). A path that looks like a bag passes (it may still fail to open: corrupt or truncated)."""
+    path = Path(path)
+    if not path.exists():
+        raise BagError(f'{path}: no such bag')
+    if not path.is_dir() or is_bag_dir(path):
+        return
+    if not any(path.iterdir()):
+        raise BagError(f'{path}: empty folder, not a rosbag2 bag')
+    bags = bags_in_folder(path)
+    if bags:
+        raise BagError(f'{path}: a folder of {len(bags)} bag{"s" if len(bags) != 1 else ""}: pass one of '
+                       f'them ({_bag_names(path, bags)})')
+    raise BagError(f'{path}: not a rosbag2 bag (no metadata.yaml and no .mcap/.db3 file)')
+
+
 class BagReader:
     """Read a rosbag2 directory (MCAP or sqlite3) written by any rosbag2 writer.
 
@@ -215,8 +260,7 @@ class BagReader:
             raise InputError('decode', decode, "expected 'rosbags', 'rclpy' or False")
         self.path = Path(path)
         self.decode = decode
-        if not self.path.exists():
-            raise BagError(f'{self.path}: no such bag')
+        check_bag_path(self.path)
         self._typestore = _typestore()
         try:
             self._reader = Reader(self.path)

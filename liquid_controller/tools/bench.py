@@ -12,6 +12,9 @@ from pathlib import Path
 
 import torch
 
+from liquid_controller.errors import InputError, LiquidControllerError
+from liquid_controller.tools import fail
+
 # suite name -> module in liquid_controller.tools.benchmarks
 SUITES = {
     'safety': 'safety',
@@ -25,7 +28,10 @@ SUITES = {
 
 def register(sub):
     """Add the `bench` subcommand."""
-    p = sub.add_parser('bench', help='run benchmarks (JSON output with ratios from the same run)')
+    p = sub.add_parser('bench', help='run benchmarks (JSON output with ratios from the same run)',
+                       description='Run a benchmark suite (or all of them), print each as a table and '
+                                   'optionally write the results, with ratios measured in the same run, '
+                                   'as JSON.')
     p.add_argument('suite', choices=sorted(SUITES) + ['all'], help='which benchmark suite')
     p.add_argument('--json', metavar='PATH', help='write results as JSON to PATH')
     p.add_argument('--quick', action='store_true', help='fewer iterations (smoke run, noisy numbers)')
@@ -47,13 +53,18 @@ def run(args):
     """Run the selected suites, print their tables and optionally write JSON."""
     names = sorted(SUITES) if args.suite == 'all' else [args.suite]
     results = {'machine': machine_info()}
-    for name in names:
-        module = importlib.import_module(f'liquid_controller.tools.benchmarks.{SUITES[name]}')
-        print(f'== bench {name} ==', flush=True)
-        results[name] = module.run(args)
-        print(module.format_table(results[name]), flush=True)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2))
-        print(f'wrote {args.json}')
+    try:
+        if args.json and Path(args.json).is_dir():
+            raise InputError('--json', args.json, 'is a folder; give a file path')
+        for name in names:
+            module = importlib.import_module(f'liquid_controller.tools.benchmarks.{SUITES[name]}')
+            print(f'== bench {name} ==', flush=True)
+            results[name] = module.run(args)
+            print(module.format_table(results[name]), flush=True)
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(results, indent=2))
+            print(f'wrote {args.json}')
+    except (LiquidControllerError, OSError, ValueError) as exc:
+        return fail('bench', exc)
     return 0

@@ -13,8 +13,9 @@ a node that exits (named, with its exit code and the error it printed last, e.g.
 range), or a refused transition (with the controller's logged reason).
 """
 import signal
-import sys
 import time
+
+from liquid_controller.tools import fail
 
 
 def register(sub):
@@ -26,7 +27,8 @@ def register(sub):
     p.add_argument('--model', default='', help='model name in models/ or path to NAME.json')
     p.add_argument('--namespace', default='', help='namespace of the nodes')
     p.add_argument('--scene', default='summer', help='MuJoCo scene (--sim mujoco)')
-    p.add_argument('--use-sim-time', choices=['auto', 'true', 'false'], default='auto')
+    p.add_argument('--use-sim-time', choices=['auto', 'true', 'false'], default='auto',
+                   help='nodes use /clock time: auto = true with --sim mujoco, false with --sim none')
     p.add_argument('--remap', action='append', default=[], metavar='FROM:=TO',
                    help='topic remap applied to every node (repeatable)')
     p.add_argument('--timeout', type=float, default=60.0, help='seconds to wait for the controller')
@@ -38,7 +40,7 @@ def _parse_remaps(items):
     remaps = {}
     for item in items:
         if ':=' not in item:
-            raise SystemExit(f'--remap {item!r}: expected FROM:=TO')
+            raise ValueError(f'--remap {item!r}: expected FROM:=TO')
         src, dst = item.split(':=', 1)
         remaps[src] = dst
     return remaps
@@ -46,11 +48,6 @@ def _parse_remaps(items):
 
 class _Interrupted(Exception):
     """Ctrl-C / SIGTERM while the controller was being brought up."""
-
-
-def _error(message):
-    print(f'liquid-controller bringup: error: {message}', file=sys.stderr, flush=True)
-    return 1
 
 
 def run(args):
@@ -63,7 +60,7 @@ def run(args):
                                 namespace=args.namespace, use_sim_time=use_sim_time, scene=args.scene,
                                 remaps=_parse_remaps(args.remap))
     except (FileNotFoundError, ValueError) as exc:  # params file, executables: nothing started
-        return _error(exc)
+        return fail('bringup', exc)
     stop = {'flag': False}
 
     def on_signal(signum, frame):
@@ -91,7 +88,7 @@ def run(args):
         error = 'interrupted before the controller was active'
         code = 130
     except (LifecycleError, RuntimeError) as exc:
-        error, code = f'liquid-controller bringup: error: {exc}', 1
+        error, code = exc, 1
     finally:
         # after an error the other nodes' shutdown output is not shown: the error is the last line
         codes = bringup.stop(quiet=code != 0)
@@ -99,5 +96,5 @@ def run(args):
         signal.signal(signal.SIGTERM, previous_term)
         print(f'stopped: {codes}', flush=True)
     if error:
-        print(error, file=sys.stderr, flush=True)
+        fail('bringup', error)
     return code

@@ -13,9 +13,10 @@ well, and the metrics show it.
 import argparse
 import json
 import re
-import sys
 import time
 from pathlib import Path
+
+from liquid_controller.tools import fail
 
 BANNER = '!' * 78
 
@@ -44,7 +45,11 @@ def positive_int(text):
 
 def register(sub):
     """Add the `demo` subcommand."""
-    p = sub.add_parser('demo', help='closed loop over DDS: sim_node + controller, metrics, plot, GIF')
+    p = sub.add_parser('demo', help='closed loop over DDS: sim_node + controller, metrics, plot, GIF',
+                       description='Start sim_node (embedded MuJoCo world) and controller_node over real '
+                                   'DDS, drive for a number of laps, then print the closed-loop metrics and '
+                                   'write trajectory.png, camera.gif, metrics.json and the node logs into '
+                                   'the output folder.')
     p.add_argument('--model', default='', help='model name or path (default: best in models/)')
     p.add_argument('--scene', default='summer', help='simulator scene')
     p.add_argument('--laps', type=positive_float, default=2.0, help='stop after this many laps (> 0)')
@@ -124,8 +129,7 @@ def run(args):
     try:
         scene = check_inputs(args)
     except (ModelFileError, SceneError) as exc:
-        print(f'liquid-controller demo: error: {exc}', file=sys.stderr)
-        return 1
+        return fail('demo', exc)
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
@@ -155,7 +159,7 @@ def run(args):
     monitor = EpisodeMonitor(metrics, keep_frames_every=3, max_frames=args.gif_frames)
     executor = SingleThreadedExecutor()
     executor.add_node(monitor)
-    code = 0
+    error = None
     try:
         print('bringing the controller to active ...', flush=True)
         bring_up(bringup.controller_name, timeout=90.0, check=bringup.check_alive)
@@ -184,8 +188,7 @@ def run(args):
     except KeyboardInterrupt:
         print('interrupted', flush=True)
     except (LifecycleError, RuntimeError) as exc:
-        print(f'demo failed: {exc}', file=sys.stderr)
-        code = 1
+        error = exc
     finally:
         bringup.stop()
         executor.remove_node(monitor)
@@ -209,7 +212,9 @@ def run(args):
         print(f'wrote {out / "camera.gif"}')
     if warning:
         _loud(warning)
-    return code
+    if error is not None:   # last, so that the error is the last line on the terminal
+        return fail('demo', error)
+    return 0
 
 
 def restart_episode(executor, monitor, metrics_factory, timeout=20.0):

@@ -7,37 +7,39 @@ Prints the steering tree as readable rules with its held-out R^2, fidelity again
 attention measures; writes DIR/report.html (self-contained), summary.json and the PNGs. Thin wrapper
 over :func:`liquid_controller.train.explain.run_explanation`.
 """
-import sys
-
 from liquid_controller.errors import LiquidControllerError
+from liquid_controller.tools import fail
 from liquid_controller.tools.params_file import add_params_file_argument, settings_from_args
 
 
 def register(sub):
     """Add the `explain` subcommand."""
-    p = sub.add_parser('explain', help='explain a model: attention maps, neuron activity, decision trees')
+    p = sub.add_parser('explain', help='explain a model: attention maps, neuron activity, decision trees',
+                       description='Replay a bag (and/or drive the expert in the simulator) through the '
+                                   'Controller and explain the model: attention maps, neuron activity and '
+                                   'decision trees fitted to its steering; writes OUT/report.html.')
     p.add_argument('--model', required=True, help='model name or path (.json card)')
     p.add_argument('--bag', help='rosbag2 to replay through the Controller (activity and trees)')
     p.add_argument('--scene', default=None,
                    help='simulator scene for attention-on-road (expert driving); without --bag the trees '
                         'use this run too (default: summer)')
-    p.add_argument('--sim-seconds', type=float, default=3.0, help='simulated seconds (default: 3)')
+    p.add_argument('--sim-seconds', type=float, default=3.0, help='simulated seconds')
     p.add_argument('--no-sim', action='store_true', help='no simulator run (no attention-on-road)')
-    p.add_argument('--out', default='explain_out', help='output folder (default: explain_out)')
-    p.add_argument('--max-leaves', type=int, default=16, help='leaves of the reported tree (default: 16)')
+    p.add_argument('--out', default='explain_out', help='output folder')
+    p.add_argument('--max-leaves', type=int, default=16, help='leaves of the reported tree')
     p.add_argument('--baseline', help='second model (e.g. the LSTM) analysed on the same data for comparison')
     p.add_argument('--inputs', default='', help='comma-separated sensory inputs added to the tree features '
                                                 '(e.g. gyro_z,f3)')
-    p.add_argument('--max-frames', type=int, default=None, help='use at most this many bag frames')
-    p.add_argument('--attention-frames', type=int, default=30, help='frames scored for attention (default 30)')
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--max-frames', type=int, default=None, help='use at most this many bag frames (default: all)')
+    p.add_argument('--attention-frames', type=int, default=30, help='frames scored for attention')
+    p.add_argument('--seed', type=int, default=0, help='seed of the simulator run and the tree fits')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     add_params_file_argument(p)
     p.set_defaults(func=run)
 
 
 def run(args):
-    """Run the analysis, print rules and measures. Bad arguments: one line on stderr, exit code 2."""
+    """Run the analysis, print rules and measures. An error: one line on stderr, exit code 1."""
     from liquid_controller.train.explain import run_explanation
     scene = None if args.no_sim else (args.scene or 'summer')
     try:
@@ -50,8 +52,7 @@ def run(args):
                                  max_frames=args.max_frames, seed=args.seed, progress=not args.quiet,
                                  settings=settings_from_args(args))
     except (LiquidControllerError, ValueError, OSError) as exc:
-        print(f'liquid-controller explain: {exc}', file=sys.stderr)
-        return 2
+        return fail('explain', exc)
     print(format_result(result))
     print(f'report: {args.out}/report.html')
     return 0

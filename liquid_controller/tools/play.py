@@ -6,22 +6,27 @@
 Messages go out with the recorded QoS and header stamps; ``--clock`` publishes /clock for nodes with
 use_sim_time. ``--record`` records topics (e.g. the controller's cmd_vel) into an MCAP bag while playing.
 Thin wrapper over :class:`liquid_controller.data.bag_player.BagPlayer` and
-:class:`liquid_controller.data.topic_recorder.TopicRecorder`. Exit codes: 0 ok, 1 bag fault, 2 bad input.
+:class:`liquid_controller.data.topic_recorder.TopicRecorder`. Exit codes: 0 ok, 1 an error (one line
+``liquid-controller play: error: ...`` on stderr), 2 an argparse usage error.
 """
 import sys
 import threading
 import time
 
 from liquid_controller.errors import InputError, LiquidControllerError
+from liquid_controller.tools import fail
 
 
 def register(sub):
     """Add the `play` subcommand."""
-    p = sub.add_parser('play', help='publish a rosbag2 over DDS with recorded QoS and /clock')
+    p = sub.add_parser('play', help='publish a rosbag2 over DDS with recorded QoS and /clock',
+                       description='Publish the messages of a rosbag2 bag over DDS with their recorded QoS '
+                                   '(ros2 bag play where rosbag2 is not installed), optionally publishing '
+                                   '/clock and recording topics into a new bag while playing.')
     p.add_argument('bag', help='rosbag2 directory (MCAP or sqlite3)')
     p.add_argument('--clock', action='store_true', help='publish /clock (bag time) for use_sim_time')
-    p.add_argument('--clock-hz', type=float, default=40.0, help='/clock rate between messages (default 40)')
-    p.add_argument('--rate', type=float, default=1.0, help='playback rate factor (default 1 = real time)')
+    p.add_argument('--clock-hz', type=float, default=40.0, help='/clock rate between messages')
+    p.add_argument('--rate', type=float, default=1.0, help='playback rate factor (1 = real time)')
     p.add_argument('--topics', nargs='+', help='topics to play (default: all with installed types)')
     p.add_argument('--loop', action='store_true', help='play again from the start until interrupted')
     p.add_argument('--remap', nargs='+', default=[], metavar='FROM:=TO', help='rename played topics')
@@ -29,9 +34,10 @@ def register(sub):
     p.add_argument('--record-topics', nargs='+', default=[], metavar='TOPIC:TYPE',
                    help='topics to record, e.g. /cmd_vel:geometry_msgs/msg/TwistStamped')
     p.add_argument('--drain', type=float, default=0.5, metavar='S',
-                   help='with --record: keep recording S seconds after the last message (default 0.5)')
+                   help='with --record: keep recording S seconds after the last message')
     p.add_argument('--wait-subscribers', type=float, default=0.0, metavar='S',
-                   help='wait up to S seconds for a subscriber on every played topic before starting')
+                   help='wait up to S seconds for a subscriber on every played topic before starting '
+                        '(0: do not wait)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.set_defaults(func=run)
 
@@ -47,26 +53,28 @@ def _pairs(items, sep, what):
 
 
 def run(args):
-    """Play (and optionally record); Ctrl-C stops and finishes the recording."""
+    """Play (and optionally record); Ctrl-C stops and finishes the recording. An error: one line
+    ``liquid-controller play: error: ...`` on stderr, exit code 1."""
+    from liquid_controller.data.bag import check_bag_path
+    try:
+        remap = _pairs(args.remap, ':=', 'remap')
+        record_topics = _pairs(args.record_topics, ':', 'record-topics')
+        if args.record and not record_topics:
+            raise InputError('record-topics', [], '--record needs at least one TOPIC:TYPE')
+        check_bag_path(args.bag)                 # before ROS starts: a wrong path is named at once
+    except LiquidControllerError as exc:
+        return fail('play', exc)
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
     from liquid_controller.data.bag_player import BagPlayer
     from liquid_controller.data.topic_recorder import TopicRecorder
-    try:
-        remap = _pairs(args.remap, ':=', 'remap')
-        record_topics = _pairs(args.record_topics, ':', 'record-topics')
-        if args.record and not record_topics:
-            raise InputError('record-topics', [], '--record needs at least one TOPIC:TYPE')
-    except InputError as exc:
-        print(f'liquid-controller play: {exc}', file=sys.stderr)
-        return 2
     rclpy.init()
     node = rclpy.create_node('bag_player')
     rec_node = recorder = executor = None
     stop = threading.Event()
-    code = 0
+    error = None
     try:
         player = BagPlayer(node, args.bag, topics=args.topics, rate=args.rate, clock=args.clock,
                            clock_hz=args.clock_hz, loop=args.loop, remap=remap)
@@ -80,7 +88,8 @@ def run(args):
             executor.add_node(rec_node)
             threading.Thread(target=_spin, args=(executor, stop), daemon=True).start()
         if args.wait_subscribers > 0 and not player.wait_for_subscribers(timeout=args.wait_subscribers):
-            print('liquid-controller play: not every topic has a subscriber; playing anyway', file=sys.stderr)
+            print('liquid-controller play: warning: not every topic has a subscriber; playing anyway',
+                  file=sys.stderr)
         stats = player.play(stop=stop, progress=not args.quiet)
         if recorder is not None and args.drain > 0:
             time.sleep(args.drain)  # answers to the last messages are still in flight
@@ -88,9 +97,8 @@ def run(args):
               f'{stats.loops} loop(s), {stats.clock_messages} /clock messages')
     except KeyboardInterrupt:
         pass
-    except (LiquidControllerError, ValueError) as exc:
-        print(f'liquid-controller play: {exc}', file=sys.stderr)
-        code = 1 if isinstance(exc, LiquidControllerError) and not isinstance(exc, InputError) else 2
+    except (LiquidControllerError, ValueError, OSError) as exc:
+        error = exc
     finally:
         stop.set()
         if recorder is not None:
@@ -103,7 +111,9 @@ def run(args):
                 n.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-    return code
+    if error is not None:   # after the shutdown output: the error is the last line
+        return fail('play', error)
+    return 0
 
 
 def _spin(executor, stop):

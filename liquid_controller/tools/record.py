@@ -6,26 +6,28 @@
 Thin wrapper over :func:`liquid_controller.data.recording.record_expert`.
 """
 import json
-import sys
 
 from liquid_controller.errors import LiquidControllerError
+from liquid_controller.tools import fail
 
 
 def register(sub):
     """Add the `record` subcommand."""
-    p = sub.add_parser('record', help='record expert driving in the simulator to a rosbag2 (MCAP)')
-    p.add_argument('--scene', default='summer', help='scene name or scene YAML path (default: summer)')
-    p.add_argument('--minutes', type=float, default=1.0, help='simulated minutes to record (default: 1)')
+    p = sub.add_parser('record', help='record expert driving in the simulator to a rosbag2 (MCAP)',
+                       description='Drive the privileged expert in the embedded simulator and write the '
+                                   'run (camera, IMU, odometry, command, ground truth) as a rosbag2 bag.')
+    p.add_argument('--scene', default='summer', help='scene name or scene YAML path')
+    p.add_argument('--minutes', type=float, default=1.0, help='simulated minutes to record')
     p.add_argument('--out', required=True, help='bag directory to create (must not exist)')
-    p.add_argument('--seed', type=int, default=0, help='episode seed: noise and perturbations (default: 0)')
+    p.add_argument('--seed', type=int, default=0, help='episode seed: noise and perturbations')
     p.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap', help='rosbag2 storage')
     p.add_argument('--no-perturb', action='store_true',
                    help='no command perturbations (default: random pushes the expert recovers from)')
     p.add_argument('--perturb-rate', type=float, default=None, metavar='HZ',
                    help='mean perturbation events per second (default: the PerturbationConfig default)')
-    p.add_argument('--camera-width', type=int, default=128)
-    p.add_argument('--camera-height', type=int, default=64)
-    p.add_argument('--camera-rate', type=float, default=30.0, metavar='HZ')
+    p.add_argument('--camera-width', type=int, default=128, help='camera image width, pixels')
+    p.add_argument('--camera-height', type=int, default=64, help='camera image height, pixels')
+    p.add_argument('--camera-rate', type=float, default=30.0, metavar='HZ', help='camera frame rate')
     p.add_argument('--range-sensor', action='store_true', help='also record the forward range sensor')
     p.add_argument('--summary-json', metavar='PATH', help='write the recording summary as JSON')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -33,7 +35,7 @@ def register(sub):
 
 
 def run(args):
-    """Record; print a one-line summary. Bad arguments give one line on stderr and exit code 2."""
+    """Record; print a one-line summary. An error: one line on stderr and exit code 1."""
     from liquid_controller.data.recording import record_expert
     from liquid_controller.sim import PerturbationConfig, WorldConfig
     try:
@@ -48,9 +50,8 @@ def run(args):
         summary = record_expert(args.scene, minutes=args.minutes, out=args.out, seed=args.seed,
                                 perturbation=perturbation, storage=args.storage, world_config=config,
                                 progress=not args.quiet)
-    except (LiquidControllerError, ValueError) as exc:
-        print(f'liquid-controller record: {exc}', file=sys.stderr)
-        return 2
+    except (LiquidControllerError, ValueError, OSError) as exc:
+        return fail('record', exc)
     print(f'wrote {summary.path}: {summary.frames} frames, {summary.sim_seconds:.1f} s sim in '
           f'{summary.wall_seconds:.1f} s wall ({summary.sim_seconds / summary.wall_seconds:.1f}x real time); '
           f'laps {summary.metrics.get("laps", 0):.2f}, '

@@ -163,8 +163,9 @@ def test_record_command(tmp_path, capsys):
         assert reader.storage == 'sqlite3' and reader.count('/cmd_vel') == 12
         meta = json.loads(reader.custom_data['liquid_controller.recording'])
         assert meta['perturbation'] is None and meta['seed'] == 1
-    # an existing output and an unknown scene are refused with one line and exit code 2
-    assert main(['record', '--out', str(out), '--quiet']) == 2
-    assert main(['record', '--out', str(tmp_path / 'x'), '--scene', 'atlantis', '--quiet']) == 2
+    # an existing output and an unknown scene are refused with one line each and exit code 1
+    assert main(['record', '--out', str(out), '--quiet']) == 1
+    assert main(['record', '--out', str(tmp_path / 'x'), '--scene', 'atlantis', '--quiet']) == 1
     err = capsys.readouterr().err
     assert 'already exists' in err and 'atlantis' in err
+    assert err.count('liquid-controller record: error: ') == 2 and len(err.splitlines()) == 2

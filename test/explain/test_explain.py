@@ -147,7 +147,8 @@ def test_explain_command(model_dir, tiny_bag, tmp_path, capsys):
     assert (tmp_path / 'out' / 'report.html').is_file()
     rc = main(['explain', '--model', str(tmp_path / 'missing.json'), '--bag', str(tiny_bag), '--no-sim',
                '--out', str(tmp_path / 'x')])
-    assert rc == 2 and 'missing.json' in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 1 and 'missing.json' in err and err.startswith('liquid-controller explain: error: ')
 
 
 # ----------------------------------------------------------------------------------- simulator run
