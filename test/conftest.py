@@ -27,3 +27,17 @@ def rclpy_context():
     finally:
         if context.ok():
             rclpy.shutdown(context=context)
+
+
+@pytest.fixture
+def edited_params_file(tmp_path):
+    """``edit(old, new) -> path``: a copy of config/controller.yaml with ``old`` replaced by ``new``."""
+    from liquid_controller.paths import config_file
+
+    def edit(old, new):
+        text = config_file('controller.yaml').read_text()
+        assert old in text, old
+        path = tmp_path / 'params.yaml'
+        path.write_text(text.replace(old, new))
+        return path
+    return edit

@@ -2,18 +2,9 @@
 import pytest
 
 from liquid_controller.errors import InputError
-from liquid_controller.paths import config_file
 from liquid_controller.runtime.controller import ControllerConfig
 from liquid_controller.runtime.settings import PARAMETERS, Settings, load_settings
 from liquid_controller.safety.config import SafetyConfig
-
-
-def _params_file(tmp_path, old, new):
-    text = config_file('controller.yaml').read_text()
-    assert old in text
-    path = tmp_path / 'params.yaml'
-    path.write_text(text.replace(old, new))
-    return path
 
 
 def test_the_shipped_file_holds_the_defaults():
@@ -28,8 +19,8 @@ def test_controller_defaults_live_in_one_place():
         assert PARAMETERS[name].default == getattr(ControllerConfig(), name)
 
 
-def test_file_values_reach_every_config(tmp_path):
-    path = _params_file(tmp_path, 'decel_max: 3.0', 'decel_max: 2.5')
+def test_file_values_reach_every_config(edited_params_file):
+    path = edited_params_file('decel_max: 3.0', 'decel_max: 2.5')
     path.write_text(path.read_text().replace('max_clock_skew: 0.5', 'max_clock_skew: 0.2')
                     .replace('imu_timeout: 0.25', 'imu_timeout: 0.3'))
     s = load_settings(path)
@@ -38,8 +29,8 @@ def test_file_values_reach_every_config(tmp_path):
     assert s.frame_assembler().max_clock_skew == 0.2
 
 
-def test_unknown_key_is_named_with_the_closest_parameter(tmp_path):
-    path = _params_file(tmp_path, 'imu_timeout:', 'imu_timout:')
+def test_unknown_key_is_named_with_the_closest_parameter(edited_params_file):
+    path = edited_params_file('imu_timeout:', 'imu_timout:')
     with pytest.raises(InputError, match="'imu_timout'.*did you mean 'imu_timeout'"):
         load_settings(path)
 
@@ -47,9 +38,9 @@ def test_unknown_key_is_named_with_the_closest_parameter(tmp_path):
 @pytest.mark.parametrize('old,new,name', [('max_dt: 0.2', 'max_dt: -1.0', 'max_dt'),
                                           ('mode: drive', 'mode: fly', 'mode'),
                                           ('v_max: 2.0', 'v_max: fast', 'safety.v_max')])
-def test_bad_values_are_named(tmp_path, old, new, name):
+def test_bad_values_are_named(old, new, name, edited_params_file):
     with pytest.raises(InputError, match=name):
-        load_settings(_params_file(tmp_path, old, new))
+        load_settings(edited_params_file(old, new))
 
 
 def test_relations_between_values_are_checked():

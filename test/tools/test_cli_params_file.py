@@ -7,17 +7,8 @@ import numpy as np
 import pytest
 
 from liquid_controller.cli import main
-from liquid_controller.paths import config_file
 
 SCENARIO = Path(__file__).resolve().parents[1] / 'bags' / 'summer_lane'
-
-
-def _params(tmp_path, old, new):
-    text = config_file('controller.yaml').read_text()
-    assert old in text
-    path = tmp_path / 'params.yaml'
-    path.write_text(text.replace(old, new))
-    return path
 
 
 def _replay(tmp_path, name, *extra):
@@ -27,10 +18,10 @@ def _replay(tmp_path, name, *extra):
     return code, npz
 
 
-def test_replay_runs_with_the_params_file(tmp_path):
+def test_replay_runs_with_the_params_file(tmp_path, edited_params_file):
     code, default = _replay(tmp_path, 'default')
     assert code == 0
-    slow = _params(tmp_path, 'v_max: 2.0', 'v_max: 0.3')
+    slow = edited_params_file('v_max: 2.0', 'v_max: 0.3')
     code, limited = _replay(tmp_path, 'limited', '--params-file', str(slow))
     assert code == 0
     a, b = np.load(default)['command'][:, 0], np.load(limited)['command'][:, 0]
@@ -43,8 +34,8 @@ def test_replay_runs_with_the_params_file(tmp_path):
      '--no-plots', '--quiet'],
     ['explain', '--model', str(SCENARIO / 'model.json'), '--sim-seconds', '0.3', '--quiet'],
 ])
-def test_a_misspelled_key_is_one_line_naming_it(tmp_path, capsys, command):
-    typo = _params(tmp_path, 'imu_timeout:', 'imu_timout:')
+def test_a_misspelled_key_is_one_line_naming_it(tmp_path, capsys, command, edited_params_file):
+    typo = edited_params_file('imu_timeout:', 'imu_timout:')
     out = ['--out', str(tmp_path / 'out')] if command[0] != 'replay' else []
     code = main(command + out + ['--params-file', str(typo)])
     err = capsys.readouterr().err.strip()
@@ -59,8 +50,8 @@ def _mean_speed(tmp_path, name, *extra):
     return json.loads((out / 'evaluation.json').read_text())['episodes'][0]['mean_speed_mps']
 
 
-def test_evaluate_runs_with_the_params_file(tmp_path):
-    strict = _params(tmp_path, 'v_max: 2.0', 'v_max: 0.1')
+def test_evaluate_runs_with_the_params_file(tmp_path, edited_params_file):
+    strict = edited_params_file('v_max: 2.0', 'v_max: 0.1')
     default = _mean_speed(tmp_path, 'default')
     limited = _mean_speed(tmp_path, 'limited', '--params-file', str(strict))
     assert default > 0.2 and limited <= 0.1 + 1e-6
