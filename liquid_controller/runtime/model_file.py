@@ -35,7 +35,7 @@ top-level key and every key of ``input`` and ``weights`` is required; in the des
   parameters, liquid_neurons (counts), train_seconds (>= 0), stopped, device, torch, machine, curves
   (strings); its ``data`` and ``config`` (objects) and ``history_epochs`` (list) are free-form copies of
   the trainer's data summary, TrainConfig and history, kept for provenance and never read to run.
-- ``metrics``: free-form object (offline and closed-loop results; ``train/evaluate.py`` adds results
+- ``metrics``: free-form object (offline and closed-loop results; ``evaluation/evaluate.py`` adds results
   to it after the model was saved).
 - ``card_sha256``: see below.
 

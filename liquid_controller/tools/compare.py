@@ -2,9 +2,9 @@
 models in closed loop on the same scenes and seeds, one table (text, markdown and JSON), with the
 attention columns (share of saliency on the road, saliency SSIM under noise) unless ``--no-attention``.
 
-Thin: calls :func:`liquid_controller.train.compare.compare_models`; with ``--readme README.md`` the
+Thin: calls :func:`liquid_controller.evaluation.compare.compare_models`; with ``--readme README.md`` the
 results section between ``<!-- results:begin -->`` and ``<!-- results:end -->`` is rewritten by
-:func:`liquid_controller.train.results.update_readme`, including the command that regenerates it.
+:func:`liquid_controller.evaluation.results.update_readme`, including the command that regenerates it.
 """
 import shlex
 import sys
@@ -63,8 +63,8 @@ def command_line(args):
 
 def run(args):
     from liquid_controller.errors import InputError, ModelFileError, SceneError
-    from liquid_controller.train import compare as cmp
-    from liquid_controller.train.evaluate import parse_list
+    from liquid_controller.evaluation import compare as cmp
+    from liquid_controller.evaluation.evaluate import parse_list
     try:
         if args.readme and not Path(args.readme).is_file():
             raise InputError('--readme', args.readme, 'file not found')
@@ -83,7 +83,7 @@ def run(args):
         print(cmp.format_table(result))
         print(f"json: {result['json']}  markdown: {result['markdown']}")
         if args.readme:
-            from liquid_controller.train.results import update_readme
+            from liquid_controller.evaluation.results import update_readme
             update_readme(args.readme, result, train_bench=args.train_bench)
             print(f'README results section rewritten: {args.readme}')
     except (InputError, ModelFileError, SceneError) as exc:

@@ -1,7 +1,7 @@
 """`liquid-controller evaluate --model M --scenes summer,fall,winter,night --laps N --seeds 0,1`:
 closed-loop evaluation in the embedded simulator through the runtime Controller (ROS-free fast path).
 
-Thin: parses arguments and calls :func:`liquid_controller.train.evaluate.evaluate_driver`. Prints a
+Thin: parses arguments and calls :func:`liquid_controller.evaluation.evaluate.evaluate_driver`. Prints a
 table, writes ``DIR/evaluation.json`` and trajectory plots ``DIR/plots/*.png``. An episode ends at the
 target laps, after ``--seconds-per-lap`` x laps of simulated time (default 90 s per lap), on a collision
 or when the rover leaves the road (see the library's docstring).
@@ -64,7 +64,7 @@ def command_line(args):
 
 def run(args):
     from liquid_controller.errors import InputError, ModelFileError, SceneError
-    from liquid_controller.train import evaluate as ev
+    from liquid_controller.evaluation import evaluate as ev
     try:
         config = ev.EvalConfig(scenes=ev.parse_list(args.scenes, 'scenes'), laps=args.laps,
                                seeds=ev.parse_list(args.seeds, 'seeds', int),

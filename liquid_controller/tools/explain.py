@@ -5,7 +5,7 @@
 
 Prints the steering tree as readable rules with its held-out R^2, fidelity against tree size, and the
 attention measures; writes DIR/report.html (self-contained), summary.json and the PNGs. Thin wrapper
-over :func:`liquid_controller.train.explain.run_explanation`.
+over :func:`liquid_controller.explain.analysis.run_explanation`.
 """
 from liquid_controller.errors import LiquidControllerError
 from liquid_controller.tools import fail
@@ -40,7 +40,7 @@ def register(sub):
 
 def run(args):
     """Run the analysis, print rules and measures. An error: one line on stderr, exit code 1."""
-    from liquid_controller.train.explain import run_explanation
+    from liquid_controller.explain.analysis import run_explanation
     scene = None if args.no_sim else (args.scene or 'summer')
     try:
         if args.bag is None and scene is None:

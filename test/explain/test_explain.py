@@ -1,4 +1,4 @@
-"""The analysis pipeline (liquid_controller/train/explain.py): decision trees on known rules, running
+"""The analysis pipeline (liquid_controller/explain/analysis.py): decision trees on known rules, running
 models over a real (tiny) rosbag2 bag through the runtime Controller, and one short simulator run."""
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from liquid_controller.errors import InputError
 from liquid_controller.runtime.model_file import load_model
-from liquid_controller.train import explain as ex
+from liquid_controller.explain import analysis as ex
 
 torch.set_num_threads(1)
 

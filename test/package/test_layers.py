@@ -1,7 +1,7 @@
 """The layer rule of the architecture: a lower layer never imports a higher one.
 
 Order (docs in README "Layout"): policy (1) < safety (2) < runtime (3) < ros (4) < sim (5) < data, train,
-testing (6) < tools, cli (7). errors, paths and config_base are shared foundations below every layer.
+evaluation, explain, testing (6) < tools, cli (7). errors, paths and config_base are shared foundations below every layer.
 One exception is named by the architecture itself: the simulator bridge lives in ros/ and wraps the
 sim/ world (the bridge node, and the demo's observer of the simulator's ground truth).
 """
@@ -10,7 +10,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / 'liquid_controller'
 LEVEL = {'errors': 0, 'paths': 0, 'config_base': 0, 'policy': 1, 'safety': 2, 'runtime': 3, 'ros': 4,
-         'sim': 5, 'data': 6, 'train': 6, 'testing': 6, 'tools': 7, 'cli': 7}
+         'sim': 5, 'data': 6, 'train': 6, 'evaluation': 6, 'explain': 6, 'testing': 6, 'tools': 7,
+         'cli': 7}
 ALLOWED = {('ros/sim_node.py', 'sim'), ('ros/episode_monitor.py', 'sim')}
 
 

@@ -76,7 +76,7 @@ def training_speed_ratio(models, train_bench=None):
 
 
 def results_section(compare, train_bench=None):
-    """Markdown for the README from a comparison dict (see :mod:`liquid_controller.train.compare`)."""
+    """Markdown for the README from a comparison dict (see :mod:`liquid_controller.evaluation.compare`)."""
     rows = compare['rows']
     cfg = compare['config']
     scenes = list(dict.fromkeys(r['scene'] for r in rows if r['image_noise_std'] == 0.0))
@@ -147,7 +147,7 @@ def _attention_table(compare, models, scenes):
             if r['image_noise_std'] == 0.0 and r.get('attention_on_road') is not None]
     if not rows:
         return []
-    from liquid_controller.train.compare import attention_note
+    from liquid_controller.evaluation.compare import attention_note
     lines = ['', f'Where the network looks: cells are attention on road (chance level) / saliency SSIM '
                  f'under noise. {attention_note(compare)}', '']
     head = ['Model'] + list(scenes)
@@ -189,7 +189,7 @@ def update_readme(readme, compare, train_bench=None):
     """Rewrite the marked results block of ``readme`` (path) from ``compare`` (dict or JSON path).
     Returns the section text written."""
     if not isinstance(compare, dict):
-        from liquid_controller.train.compare import load_compare
+        from liquid_controller.evaluation.compare import load_compare
         compare = load_compare(compare)
     if train_bench is not None and not isinstance(train_bench, dict):
         try:

@@ -1,4 +1,4 @@
-"""Self-contained HTML report of an explanation (train/explain.py): one file, images embedded as base64
+"""Self-contained HTML report of an explanation (explain/analysis.py): one file, images embedded as base64
 PNG, no scripts, no external resources, so it opens from disk in any browser without a server.
 
 Sections (ids used by the tests and for linking): ``summary``, ``attention``, ``neurons``, ``tree``,
@@ -59,7 +59,7 @@ def _attention_rows(result):
 
 
 def build_report(result) -> str:
-    """HTML text for an :class:`~liquid_controller.train.explain.ExplainResult` (with its baseline)."""
+    """HTML text for an :class:`~liquid_controller.explain.analysis.ExplainResult` (with its baseline)."""
     r = result
     card = r.card or {}
     policy = card.get('policy', {}) or {}

@@ -1,12 +1,12 @@
 """Compare several models in closed loop: same scenes, same seeds, same end conditions, one table.
 
-Every model is driven through the runtime Controller by :mod:`liquid_controller.train.evaluate`. Rows:
+Every model is driven through the runtime Controller by :mod:`liquid_controller.evaluation.evaluate`. Rows:
 one per (model, image-noise level, scene). Noise level 0 runs on every scene; the added Gaussian image
 noise levels (robustness to input noise) run on ``noise_scenes`` (default: the first scene, the training
 scene) to keep the cost bounded. Optionally the privileged expert is added as a reference row.
 
 Attention columns (issue 8, :class:`AttentionSettings`; ``attention=None`` skips them): for every model
-and scene of the noise-free rows, :func:`liquid_controller.train.explain.attention_columns` runs the
+and scene of the noise-free rows, :func:`liquid_controller.explain.analysis.attention_columns` runs the
 simulator with the expert driving (every model sees the same views) and measures the share of saliency
 mass on the ground-truth road (``attention_on_road``; its chance level ``road_pixel_fraction`` is the
 share a uniform map would score) and the saliency stability under input noise (``saliency_ssim``).
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from liquid_controller.config_base import config_from_dict, config_to_dict
 from liquid_controller.errors import InputError
-from liquid_controller.train.evaluate import (ControllerDriver, EvalConfig, ExpertDriverAdapter,
+from liquid_controller.evaluation.evaluate import (ControllerDriver, EvalConfig, ExpertDriverAdapter,
                                               check_scene, evaluate_driver)
 
 TABLE_COLUMNS = (
@@ -38,7 +38,7 @@ ATTENTION_METHODS = ('visual_backprop', 'gradient', 'smoothgrad')
 
 @dataclasses.dataclass(frozen=True)
 class AttentionSettings:
-    """How the attention columns are measured (:func:`liquid_controller.train.explain.attention_columns`).
+    """How the attention columns are measured (:func:`liquid_controller.explain.analysis.attention_columns`).
 
     seconds: simulated seconds of expert driving per scene; max_frames: frames scored (evenly spaced);
     noise_std: std of the Gaussian noise (image in [0, 1]) for the SSIM stability measure.
@@ -85,7 +85,7 @@ def compare_models(models, config, noise_levels=(0.0,), noise_scenes=None, out_d
     replaced by each of ``noise_levels``). All model files are loaded first, so a missing one fails
     before any driving. Returns the JSON-able comparison (``rows``, ``models``, ``evaluations``); with
     ``out_dir`` also writes ``compare.json``, ``compare.md`` and the per-model evaluations and plots.
-    ``workers``: processes per evaluation (see :func:`~liquid_controller.train.evaluate.evaluate_driver`).
+    ``workers``: processes per evaluation (see :func:`~liquid_controller.evaluation.evaluate.evaluate_driver`).
     ``attention``: :class:`AttentionSettings` for the attention columns of the noise-free rows of every
     model (not the expert, which has no network); None skips them (the columns are then None).
     ``settings``: the controller node's settings for every model (None: config/controller.yaml).
@@ -153,7 +153,7 @@ def _unique_labels(names):
 
 def _attention(model, scene, seed, settings):
     """The attention columns of one model in one scene (values in [0, 1])."""
-    from liquid_controller.train.explain import attention_columns
+    from liquid_controller.explain.analysis import attention_columns
     cols = attention_columns(model, scene=scene, seconds=settings.seconds, seed=seed,
                              method=settings.method, max_frames=settings.max_frames,
                              noise_std=settings.noise_std)
@@ -235,7 +235,7 @@ def attention_note(result):
 
 def format_table(result):
     """Fixed-width text version of :func:`format_markdown` for the terminal."""
-    from liquid_controller.train.evaluate import _table
+    from liquid_controller.evaluation.evaluate import _table
     rows = []
     for row in result['rows']:
         cells = [_cell(k, row.get(k), row) for k, _ in TABLE_COLUMNS]
@@ -262,7 +262,7 @@ def load_compare(path):
 
 def eval_config_from_args(scenes, laps, seeds, seconds_per_lap=90.0, max_seconds=None, plots=True):
     """EvalConfig from command-line style values (comma-separated text or sequences)."""
-    from liquid_controller.train.evaluate import parse_list
+    from liquid_controller.evaluation.evaluate import parse_list
     scenes = parse_list(scenes, 'scenes') if isinstance(scenes, str) else tuple(scenes)
     seeds = parse_list(seeds, 'seeds', int) if isinstance(seeds, str) else tuple(seeds)
     return EvalConfig(scenes=scenes, laps=laps, seeds=seeds, seconds_per_lap=seconds_per_lap,

@@ -1,5 +1,5 @@
-"""Closed-loop evaluation (train/evaluate.py), comparison (train/compare.py), README results section
-(train/results.py) and their commands. Real simulator (MuJoCo, real renderer), real runtime Controller,
+"""Closed-loop evaluation (evaluation/evaluate.py), comparison (evaluation/compare.py), README results section
+(evaluation/results.py) and their commands. Real simulator (MuJoCo, real renderer), real runtime Controller,
 real model files (random weights: the loop is tested, not driving quality; the expert checks the loop
 with a driver that does drive)."""
 import dataclasses
@@ -16,9 +16,9 @@ from liquid_controller.runtime.model_file import create_random_model, load_model
 from liquid_controller.runtime.preprocess import ImuWindow
 from liquid_controller.runtime.settings import load_settings
 from liquid_controller.sim import DrivingWorld, WorldConfig
-from liquid_controller.train import results
-from liquid_controller.train.compare import AttentionSettings, compare_models
-from liquid_controller.train.evaluate import (ControllerDriver, Driver, EvalConfig, ExpertDriverAdapter,
+from liquid_controller.evaluation import results
+from liquid_controller.evaluation.compare import AttentionSettings, compare_models
+from liquid_controller.evaluation.evaluate import (ControllerDriver, Driver, EvalConfig, ExpertDriverAdapter,
                                               evaluate_driver, evaluate_model)
 
 # fields that measure the machine, not the episode

@@ -687,7 +687,7 @@ def run_explanation(model, out_dir, bag=None, scene=None, baseline=None, progres
     ``kwargs`` go to :func:`explain_model` (sim_seconds, max_leaves, leaf_counts, include_inputs,
     attention_frames, noise_std, max_frames, seed). Returns the ExplainResult (baseline attached).
     """
-    from liquid_controller.train.report import write_report
+    from liquid_controller.explain.report import write_report
     out = Path(out_dir)
     result = explain_model(model, out, bag=bag, scene=scene, progress=progress, **kwargs)
     curves = {result.name: result.fidelity}
