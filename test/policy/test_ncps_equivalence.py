@@ -10,7 +10,7 @@ import torch
 
 from liquid_controller.policy.cfc import CFC_MODES, CfC
 from liquid_controller.policy.ltc import LTC
-from liquid_controller.policy.ncps_compat import paired_cfc, paired_ltc
+from liquid_controller.tools.benchmarks.ncps_compat import paired_cfc, paired_ltc
 from liquid_controller.policy.wiring import FullyConnectedWiring, auto_ncp
 
 TOL = 1e-5

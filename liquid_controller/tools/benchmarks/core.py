@@ -16,7 +16,7 @@ import torch
 from liquid_controller.policy.cfc import CfC
 from liquid_controller.policy.export import export_step
 from liquid_controller.policy.ltc import LTC
-from liquid_controller.policy.ncps_compat import paired_cfc, paired_ltc
+from liquid_controller.tools.benchmarks.ncps_compat import paired_cfc, paired_ltc
 from liquid_controller.policy.numpy_inference import cfc_step as cfc_kernel
 from liquid_controller.policy.wiring import auto_ncp
 
