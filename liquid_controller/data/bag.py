@@ -8,7 +8,7 @@ offered QoS profile of every topic (what ``ros2 bag play`` uses to publish them 
   ``rosbags``, or raw CDR bytes.
 - :class:`BagReader` yields :class:`BagMessage` ``(topic, stamp_ns, msgtype, message)`` in time-stamp
   order. Messages are decoded by ``rosbags`` (no ROS needed; ``uint8[]`` fields come back as numpy
-  arrays, which :mod:`liquid_controller.ros.convert` accepts) or, with ``decode='rclpy'``, into rclpy
+  arrays, which :mod:`liquid_controller.messages.convert` accepts) or, with ``decode='rclpy'``, into rclpy
   message classes.
 
 Every failure (missing or truncated file, corrupt record, unknown topic or type) raises
@@ -47,9 +47,9 @@ def make_qos(reliable=True, depth=10):
                avoid_ros_namespace_conventions=False)
 
 
-# Offered QoS by role, mirroring liquid_controller.ros.qos (sensors best effort, state reliable).
+# Offered QoS by role, mirroring liquid_controller.messages.qos (sensors best effort, state reliable).
 QOS_PRESETS = {
-    'image': make_qos(reliable=True, depth=1),      # see liquid_controller.ros.qos.image_qos
+    'image': make_qos(reliable=True, depth=1),      # see liquid_controller.messages.qos.image_qos
     'imu': make_qos(reliable=False, depth=200),
     'sensor': make_qos(reliable=False, depth=5),
     'command': make_qos(reliable=True, depth=1),

@@ -131,7 +131,7 @@ def _resolve(topics, name):
 def decode_truth(msg):
     """Ground truth message (std_msgs/Float64MultiArray labelled by encode_float_array) -> (2,)
     lane offset m, heading error rad."""
-    from liquid_controller.ros.convert import decode_float_array
+    from liquid_controller.messages.convert import decode_float_array
     values = decode_float_array(msg)
     missing = [k for k in TRUTH_FIELDS if k not in values]
     if missing:
@@ -156,7 +156,7 @@ def read_bag_streams(bag_path, config: DatasetConfig, progress=False):
     type or with bad content (naming the topic and the field).
     """
     from liquid_controller.data.bag import BagReader
-    from liquid_controller.ros import convert
+    from liquid_controller.messages import convert
 
     info = {'bag': str(bag_path)}
     with BagReader(bag_path) as reader:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from liquid_controller.data.bag import BagWriter
 from liquid_controller.errors import InputError
-from liquid_controller.ros.sim_bridge import GROUND_TRUTH_FIELDS, camera_intrinsics, ground_truth_vector
+from liquid_controller.sim.bridge import GROUND_TRUTH_FIELDS, camera_intrinsics, ground_truth_vector
 
 
 TOPICS = {
@@ -95,7 +95,7 @@ def record_expert(scene='summer', minutes=1.0, out='expert_bag', seed=0, perturb
     """
     from tqdm import tqdm
 
-    from liquid_controller.ros import convert
+    from liquid_controller.messages import convert
     from liquid_controller.sim import (DrivingWorld, EpisodeMetrics, ExpertDriver, PerturbationConfig,
                                        WorldConfig, load_scene)
 

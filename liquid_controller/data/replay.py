@@ -17,7 +17,7 @@ The output bag (rosbag2, MCAP by default) holds the input topics unchanged plus,
 ``output_prefix`` (default ``/replay``): ``cmd_vel`` (geometry_msgs/TwistStamped, stamped with the
 frame stamp), ``nominal_cmd_vel``, ``safety`` (diagnostic_msgs/DiagnosticStatus with the certificate)
 and ``neurons`` (std_msgs/Float32MultiArray, labelled layout), built by the same functions the node
-publishes with (:mod:`liquid_controller.ros.diagnostics`, :func:`liquid_controller.ros.convert.encode_twist`).
+publishes with (:mod:`liquid_controller.messages.diagnostics`, :func:`liquid_controller.messages.convert.encode_twist`).
 Building those messages needs the ROS 2 message packages (the PyPI wheels), not a running ROS.
 
 Faults in the bag (truncated or corrupt file, missing required topic, unknown message type on a topic
@@ -276,7 +276,7 @@ class _Replayer:
     def __init__(self, bag, controller, config, out, settings):
         from rosbags.typesys import Stores, get_typestore
 
-        from liquid_controller.ros import diagnostics
+        from liquid_controller.messages import diagnostics
         self.bag = Path(bag)
         self.ctl = controller
         self.settings = settings
@@ -324,7 +324,7 @@ class _Replayer:
              'controller_config': self.ctl.config.to_dict()}))
 
     def write_outputs(self, bag_ns, out):
-        from liquid_controller.ros import convert, diagnostics
+        from liquid_controller.messages import convert, diagnostics
         if self.writer is None:
             return
         stamp = out.stamp if math.isfinite(out.stamp) else bag_ns * 1e-9
@@ -357,7 +357,7 @@ class _Replayer:
                               topic=topic) from exc
 
     def on_frame(self, topic, msgtype, msg, bag_ns, asm):
-        from liquid_controller.ros import convert
+        from liquid_controller.messages import convert
         from liquid_controller.runtime.controller import MeasuredState
         t0 = time.perf_counter()
         try:
@@ -402,7 +402,7 @@ class _Replayer:
         self.timings['write'].append(time.perf_counter() - t0)
 
     def on_other(self, role, topic, msg, bag_ns, asm):
-        from liquid_controller.ros import convert
+        from liquid_controller.messages import convert
         try:
             if role == 'imu':
                 reading = convert.decode_imu(msg)

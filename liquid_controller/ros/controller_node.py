@@ -24,7 +24,7 @@ subscriptions are best effort, which matches reliable and best-effort publishers
 
 Outputs: ``cmd_vel`` (TwistStamped, or Twist when ``enable_stamped_cmd_vel`` is false; stamped with the
 node clock at publish time, frame ``frame_id``), ``~/nominal_cmd_vel``, ``~/safety``, ``~/neurons``,
-``/diagnostics`` (layouts in liquid_controller/ros/diagnostics.py), ``~/attention`` (sensor_msgs/Image
+``/diagnostics`` (layouts in liquid_controller/messages/diagnostics.py), ``~/attention`` (sensor_msgs/Image
 rgb8: VisualBackProp saliency blended on the newest camera frame, at most ``attention_rate_hz`` per
 second, computed in a worker thread of its own, never in the control path; 0 = off, the default).
 Services ``~/reset_state`` (std_srvs/Trigger) and ``~/enable`` (std_srvs/SetBool). Parameter ``mode``:
@@ -59,7 +59,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from liquid_controller.errors import InputError, ModelFileError
-from liquid_controller.ros import convert, diagnostics, qos
+from liquid_controller.messages import convert, diagnostics, qos
 from liquid_controller.runtime.controller import OK, RESET, Controller, MeasuredState
 from liquid_controller.runtime.preprocess import forward_distance
 from liquid_controller.runtime.settings import LIVE_PARAMETERS, Settings, all_parameters

@@ -9,8 +9,8 @@ import numpy as np
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from liquid_controller.ros import convert, qos
-from liquid_controller.ros.sim_bridge import GROUND_TRUTH_FIELDS
+from liquid_controller.messages import convert, qos
+from liquid_controller.sim.bridge import GROUND_TRUTH_FIELDS
 
 
 class EpisodeMonitor(Node):

@@ -13,7 +13,7 @@ Publishes (relative names, remappable; stamps are simulation time):
 - ``~/ground_truth`` std_msgs/Float64MultiArray, once per frame, one dimension whose label is the
   comma-separated field list :data:`GROUND_TRUTH_FIELDS`: lateral_offset (m, + = left of the centre
   line), heading_error (rad), progress_laps, speed (m/s), in_lane (1/0), collision (1/0), x, y, yaw
-  (world pose). Decode with :func:`liquid_controller.ros.convert.decode_float_array`.
+  (world pose). Decode with :func:`liquid_controller.messages.convert.decode_float_array`.
 
 Subscribes ``cmd_vel``: geometry_msgs/TwistStamped, or Twist when ``enable_stamped_cmd_vel`` is false.
 Commands take effect ``command_latency`` s (sim time) after receipt; when none reached the rover for
@@ -23,7 +23,7 @@ not compared with sim time (a controller may run on another clock); receipt time
 Service ``~/reset`` (std_srvs/Trigger): reset the world to the start with the same scene and seed.
 
 All simulation logic lives in :mod:`liquid_controller.sim`; the command watchdog and the real-time
-pacing in :mod:`liquid_controller.ros.sim_bridge`. This file only moves data between them and DDS.
+pacing in :mod:`liquid_controller.sim.bridge`. This file only moves data between them and DDS.
 """
 import dataclasses
 import math
@@ -40,8 +40,8 @@ from rclpy.node import Node
 
 from liquid_controller.config_base import config_from_dict, config_to_dict
 from liquid_controller.errors import InputError, LiquidControllerError
-from liquid_controller.ros import convert, qos
-from liquid_controller.ros.sim_bridge import (GROUND_TRUTH_FIELDS, CommandGate, Pacer, camera_intrinsics,
+from liquid_controller.messages import convert, qos
+from liquid_controller.sim.bridge import (GROUND_TRUTH_FIELDS, CommandGate, Pacer, camera_intrinsics,
                                               ground_truth_vector)
 
 

@@ -1,4 +1,4 @@
-"""Layer 5: the embedded MuJoCo driving world, expert driver and episode metrics (ROS-free).
+"""Layer 4: the embedded MuJoCo driving world, expert driver and episode metrics (ROS-free).
 
 Public API::
 

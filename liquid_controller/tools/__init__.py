@@ -1,4 +1,4 @@
-"""Layer 7: thin commands composing the layers below (one module per subcommand).
+"""Layer 8: thin commands composing the layers below (one module per subcommand).
 
 Convention shared by every subcommand: a runtime error (a missing or bad file, a fault met while
 running) is one line ``liquid-controller <cmd>: error: <message>`` on stderr and exit code 1, printed by

@@ -5,8 +5,8 @@
 
 Messages go out with the recorded QoS and header stamps; ``--clock`` publishes /clock for nodes with
 use_sim_time. ``--record`` records topics (e.g. the controller's cmd_vel) into an MCAP bag while playing.
-Thin wrapper over :class:`liquid_controller.data.bag_player.BagPlayer` and
-:class:`liquid_controller.data.topic_recorder.TopicRecorder`. Exit codes: 0 ok, 1 an error (one line
+Thin wrapper over :class:`liquid_controller.ros.bag_player.BagPlayer` and
+:class:`liquid_controller.ros.topic_recorder.TopicRecorder`. Exit codes: 0 ok, 1 an error (one line
 ``liquid-controller play: error: ...`` on stderr), 2 an argparse usage error.
 """
 import sys
@@ -68,8 +68,8 @@ def run(args):
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
-    from liquid_controller.data.bag_player import BagPlayer
-    from liquid_controller.data.topic_recorder import TopicRecorder
+    from liquid_controller.ros.bag_player import BagPlayer
+    from liquid_controller.ros.topic_recorder import TopicRecorder
     rclpy.init()
     node = rclpy.create_node('bag_player')
     rec_node = recorder = executor = None

@@ -10,7 +10,7 @@ import io
 import numpy as np
 
 from liquid_controller.data.bag import BagWriter
-from liquid_controller.ros import convert
+from liquid_controller.messages import convert
 
 SEC = 1_000_000_000
 

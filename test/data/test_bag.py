@@ -7,7 +7,7 @@ import yaml
 from liquid_controller.data.bag import BagReader, BagWriter
 from liquid_controller.errors import BagError, InputError
 
-convert = pytest.importorskip('liquid_controller.ros.convert')
+convert = pytest.importorskip('liquid_controller.messages.convert')
 pytest.importorskip('rclpy.serialization')
 
 SEC = 1_000_000_000

@@ -8,9 +8,9 @@ import yaml
 from liquid_controller.data.bag import BagReader
 from liquid_controller.data.recording import record_expert
 from liquid_controller.errors import InputError
-from liquid_controller.ros.sim_bridge import GROUND_TRUTH_FIELDS
+from liquid_controller.sim.bridge import GROUND_TRUTH_FIELDS
 
-convert = pytest.importorskip('liquid_controller.ros.convert')
+convert = pytest.importorskip('liquid_controller.messages.convert')
 pytest.importorskip('rclpy.serialization')
 
 SECONDS = 3.0

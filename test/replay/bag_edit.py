@@ -45,7 +45,7 @@ def to_raw_image(i, topic, ns, msgtype, raw):
     """Edit: CompressedImage (JPEG) -> Image rgb8 with the same decoded pixels on /camera/image_raw."""
     if topic != CAMERA:
         return topic, ns, msgtype, raw
-    from liquid_controller.ros import convert
+    from liquid_controller.messages import convert
     msg = STORE.deserialize_cdr(raw, msgtype)
     pixels = convert.decode_compressed_image(msg)
     Image = STORE.types['sensor_msgs/msg/Image']

@@ -15,9 +15,9 @@ from rclpy.qos import ReliabilityPolicy  # noqa: E402
 from liquid_controller import cli  # noqa: E402
 from liquid_controller.data.bag import BagReader  # noqa: E402
 from liquid_controller.errors import BagError, InputError  # noqa: E402
-from liquid_controller.ros import convert  # noqa: E402
-from liquid_controller.data.bag_player import BagPlayer  # noqa: E402
-from liquid_controller.data.topic_recorder import TopicRecorder  # noqa: E402
+from liquid_controller.messages import convert  # noqa: E402
+from liquid_controller.ros.bag_player import BagPlayer  # noqa: E402
+from liquid_controller.ros.topic_recorder import TopicRecorder  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

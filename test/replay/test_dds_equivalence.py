@@ -18,10 +18,10 @@ from rclpy.parameter import Parameter  # noqa: E402
 
 from liquid_controller.data.bag import BagReader  # noqa: E402
 from liquid_controller.data.replay import replay_bag  # noqa: E402
-from liquid_controller.ros import diagnostics  # noqa: E402
-from liquid_controller.data.bag_player import BagPlayer  # noqa: E402
+from liquid_controller.messages import diagnostics  # noqa: E402
+from liquid_controller.ros.bag_player import BagPlayer  # noqa: E402
 from liquid_controller.ros.controller_node import ControllerNode  # noqa: E402
-from liquid_controller.data.topic_recorder import TopicRecorder  # noqa: E402
+from liquid_controller.ros.topic_recorder import TopicRecorder  # noqa: E402
 
 pytestmark = pytest.mark.ros
 RECORDED = {'/cmd_vel': 'geometry_msgs/msg/TwistStamped',

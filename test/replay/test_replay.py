@@ -14,7 +14,7 @@ from liquid_controller import cli
 from liquid_controller.data.bag import BagReader
 from liquid_controller.data.replay import ReplayConfig, ReplayTopics, replay_bag
 from liquid_controller.errors import InputError
-from liquid_controller.ros import convert, diagnostics
+from liquid_controller.messages import convert, diagnostics
 
 import bag_edit  # noqa: E402  (test/replay is on sys.path: rootdir-relative test helpers)
 

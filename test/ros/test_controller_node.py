@@ -21,7 +21,7 @@ from sensor_msgs.msg import Image, Imu  # noqa: E402
 from std_msgs.msg import Float32MultiArray  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
-from liquid_controller.ros import convert, diagnostics, qos  # noqa: E402
+from liquid_controller.messages import convert, diagnostics, qos  # noqa: E402
 from liquid_controller.ros.controller_node import ControllerNode  # noqa: E402
 from liquid_controller.runtime.model_file import create_random_model  # noqa: E402
 

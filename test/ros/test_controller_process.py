@@ -19,7 +19,7 @@ from geometry_msgs.msg import TwistStamped  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import Image, Imu  # noqa: E402
 
-from liquid_controller.ros import convert, diagnostics, qos  # noqa: E402
+from liquid_controller.messages import convert, diagnostics, qos  # noqa: E402
 from liquid_controller.ros.lifecycle_client import LifecycleClient  # noqa: E402
 from liquid_controller.runtime.model_file import create_random_model  # noqa: E402
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from liquid_controller.errors import InputError
-from liquid_controller.ros import convert
+from liquid_controller.messages import convert
 
 pytestmark = pytest.mark.ros
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from liquid_controller.errors import InputError
-from liquid_controller.ros.sim_bridge import GROUND_TRUTH_FIELDS, CommandGate, Pacer, camera_intrinsics
+from liquid_controller.sim.bridge import GROUND_TRUTH_FIELDS, CommandGate, Pacer, camera_intrinsics
 
 pytestmark = pytest.mark.ros
 
@@ -192,7 +192,7 @@ class Probe:
         from std_msgs.msg import Float64MultiArray
         from std_srvs.srv import Trigger
 
-        from liquid_controller.ros import qos
+        from liquid_controller.messages import qos
         self.node = Node('sim_probe', context=context)
         self.stamped = stamped
         self.pub = self.node.create_publisher(TwistStamped if stamped else Twist, 'cmd_vel', qos.command_qos())
@@ -224,11 +224,11 @@ class Probe:
         pytest.fail(f'timed out waiting for {what}' + (f':\n{process.output()}' if process else ''))
 
     def sim_now(self):
-        from liquid_controller.ros.convert import stamp_to_sec
+        from liquid_controller.messages.convert import stamp_to_sec
         return stamp_to_sec(self.odom[-1].header.stamp) if self.odom else -1.0
 
     def send(self, v, w):
-        from liquid_controller.ros.convert import encode_twist
+        from liquid_controller.messages.convert import encode_twist
         self.pub.publish(encode_twist(v, w, stamp=max(self.sim_now(), 0.0), stamped=self.stamped))
 
     def drive(self, v, w, sim_seconds, process):
@@ -246,7 +246,7 @@ class Probe:
         return self.sim_now()
 
     def odom_since(self, t0):
-        from liquid_controller.ros.convert import decode_odometry
+        from liquid_controller.messages.convert import decode_odometry
         return [r for r in map(decode_odometry, self.odom) if r.stamp >= t0]
 
     def close(self):
@@ -260,7 +260,7 @@ def _wait_ready(probe, process):
 
 
 def test_cmd_vel_moves_rover_and_timeout_stops_it(rclpy_context, sim_node):
-    from liquid_controller.ros.convert import decode_float_array, decode_image, stamp_to_sec
+    from liquid_controller.messages.convert import decode_float_array, decode_image, stamp_to_sec
     timeout = 0.8  # long enough that a busy test machine does not trip it while we drive
     from liquid_controller.paths import config_file
     # the shipped parameter file goes through rcl's YAML parser; -p overrides come after it
@@ -307,7 +307,7 @@ def test_cmd_vel_moves_rover_and_timeout_stops_it(rclpy_context, sim_node):
 
 def test_unstamped_twist_and_reset_service(rclpy_context, sim_node):
     from std_srvs.srv import Trigger
-    from liquid_controller.ros.convert import decode_range, stamp_to_sec
+    from liquid_controller.messages.convert import decode_range, stamp_to_sec
     process = sim_node(enable_stamped_cmd_vel='false', real_time_factor=2.0, cmd_vel_timeout=0.5,
                        range_sensor='true', seed=7)
     probe = Probe(rclpy_context, stamped=False)

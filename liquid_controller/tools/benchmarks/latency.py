@@ -46,7 +46,7 @@ def echo_main():
     from rclpy.executors import ExternalShutdownException
     from sensor_msgs.msg import Image
 
-    from liquid_controller.ros import qos
+    from liquid_controller.messages import qos
     rclpy.init()
     node = rclpy.create_node('latency_echo')
     pub = node.create_publisher(Image, 'camera/echo', qos.image_qos(1))
@@ -69,7 +69,7 @@ class _Driver:
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import Image, Imu
 
-        from liquid_controller.ros import qos
+        from liquid_controller.messages import qos
         self.node = node
         self.pub_image = node.create_publisher(Image, 'camera/image_raw', qos.image_qos(1))
         self.pub_imu = node.create_publisher(Imu, 'imu/data', qos.imu_qos())
@@ -94,7 +94,7 @@ class _Driver:
     def run(self, executor, frames, kind):
         """Publish ``frames`` frames at RATE_HZ with 200 Hz IMU samples spread over each period (as a
         real IMU would be); return latencies (s) of the first reply of ``kind`` to each frame."""
-        from liquid_controller.ros import convert
+        from liquid_controller.messages import convert
         period = 1.0 / RATE_HZ
         imu_per_frame = 6
         latencies = []

@@ -55,7 +55,7 @@ def record_bag():
             out.set_custom_data('liquid_controller.scenario', 'summer_lane: see test/bags/summer_lane/generate.py')
             for topic, stamp_ns, msgtype, data in source.messages():
                 if topic == '/camera/image_raw':
-                    from liquid_controller.ros import convert
+                    from liquid_controller.messages import convert
                     msg = store.deserialize_cdr(data, msgtype)
                     buf = io.BytesIO()
                     PILImage.fromarray(convert.decode_image(msg)).save(buf, 'JPEG', quality=JPEG_QUALITY)

@@ -13,7 +13,7 @@ import threading
 
 from liquid_controller.data.bag import QOS_PRESETS, BagWriter, default_qos
 from liquid_controller.errors import InputError
-from liquid_controller.data.bag_player import message_class, qos_from_bag
+from liquid_controller.ros.bag_player import message_class, qos_from_bag
 
 
 class TopicRecorder:

@@ -114,7 +114,7 @@ class BagPlayer:
         if self.clock:
             from rosgraph_msgs.msg import Clock
 
-            from liquid_controller.ros import qos
+            from liquid_controller.messages import qos
             self._clock_pub = node.create_publisher(Clock, '/clock', qos.clock_qos())
 
     def _select(self, topics):
