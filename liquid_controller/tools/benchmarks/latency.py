@@ -10,7 +10,7 @@ the same 64x128 rgb8 frames at 30 Hz (plus 200 Hz IMU samples), between separate
    receives the same stream; latency = image publish -> cmd_vel receipt.
 
 3. controller with ``~/attention`` on (``attention_rate_hz`` 2): the same, to show what the saliency
-   overlay (computed in its own callback group) costs the control path. Skipped with ``--quick``.
+   overlay (computed in a worker thread of its own) costs the control path. Skipped with ``--quick``.
 
 Reported: p50 / p99 / max of each and the difference of the p99s with attention off (target: <= 5 ms
 at 30 Hz), plus the controller's own per-stage times (decode, preprocess, policy, filter) read from its
