@@ -3,18 +3,25 @@
 Replay and the DDS player read bags through :func:`open_bag_source`. Normally that is
 :class:`liquid_controller.data.bag.BagReader` with ``decode=False`` (raw CDR; MCAP or sqlite3). When an
 MCAP file cannot be opened because its end is missing (a recorder killed mid-write, a copy cut short),
-the file is parsed record by record from the start instead (also inside a chunk that is cut short,
-when it is uncompressed, which is rosbag2's default), so every message before the damage is still
-delivered; reaching the damage raises
+the file is read from its start with ``mcap``'s stream reader instead (and the complete records of a
+chunk that is cut short are recovered when it is uncompressed, which is rosbag2's default), so every
+message before the damage is still delivered; reaching the damage raises
 :class:`~liquid_controller.errors.BagError` naming the file and the last topic read.
 """
 from __future__ import annotations
 
+import io
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from mcap.data_stream import ReadDataStream
+from mcap.exceptions import McapError, UnsupportedCompressionError
+from mcap.opcode import Opcode
+from mcap.records import Channel, Chunk, Message, Schema
+from mcap.stream_reader import StreamReader, breakup_chunk
 
 from liquid_controller.data.bag import BagReader
 from liquid_controller.errors import BagError
@@ -108,10 +115,9 @@ class SalvagedMcapSource:
         wanted = None if topics is None else set(topics)
         schemas, channels = {}, {}
         state = {'last_topic': None, 'n': 0}
-        data = self.file.read_bytes()
         try:
-            for opcode, body in _records(data, len(MAGIC), state):
-                for topic, stamp, msgtype, raw in self._handle(opcode, body, schemas, channels, state):
+            for record in _salvage_records(self.file):
+                for topic, stamp, msgtype, raw in self._handle(record, schemas, channels, state):
                     if wanted is None or topic in wanted:
                         yield topic, stamp, msgtype, raw
         except _Damage as exc:
@@ -120,91 +126,89 @@ class SalvagedMcapSource:
         raise BagError(f'{self.file}: MCAP file is damaged ({self.cause}); all {state["n"]} readable '
                        f'messages were read (last topic: {state["last_topic"]!r})')
 
-    def _handle(self, opcode, body, schemas, channels, state):
-        if opcode == OP_SCHEMA:
-            sid = struct.unpack_from('<H', body, 0)[0]
-            name, _ = _string(body, 2)
-            schemas[sid] = name
-        elif opcode == OP_CHANNEL:
-            cid, sid = struct.unpack_from('<HH', body, 0)
-            topic, _ = _string(body, 4)
-            channels[cid] = (topic, schemas.get(sid, ''))
-            if topic not in self.topics:
-                self.topics[topic] = TopicInfo(topic, schemas.get(sid, ''), -1, ())
-        elif opcode == OP_MESSAGE:
-            cid, _seq, log_time = struct.unpack_from('<HIQ', body, 0)
-            if cid not in channels:
-                raise _Damage(f'message on unknown channel {cid}')
-            topic, msgtype = channels[cid]
+    def _handle(self, record, schemas, channels, state):
+        if isinstance(record, Schema):
+            schemas[record.id] = record.name
+        elif isinstance(record, Channel):
+            msgtype = schemas.get(record.schema_id, '')
+            channels[record.id] = (record.topic, msgtype)
+            if record.topic not in self.topics:
+                self.topics[record.topic] = TopicInfo(record.topic, msgtype, -1, ())
+        elif isinstance(record, Message):
+            if record.channel_id not in channels:
+                raise _Damage(f'message on unknown channel {record.channel_id}')
+            topic, msgtype = channels[record.channel_id]
             state['last_topic'] = topic
             state['n'] += 1
-            yield topic, int(log_time), msgtype, bytes(body[22:])
-        elif opcode == OP_CHUNK:
-            offset = 8 + 8 + 8 + 4
-            compression, offset = _string(body, offset)
-            (size,) = struct.unpack_from('<Q', body, offset)
-            offset += 8
-            records = body[offset:offset + size]
-            if compression:
-                records = _decompress(compression, records)
-            for inner_op, inner in _records(records, 0, state, inner=True):
-                yield from self._handle(inner_op, inner, schemas, channels, state)
+            yield topic, int(record.log_time), msgtype, bytes(record.data)
 
     def close(self):
         pass
-
-
-MAGIC = b'\x89MCAP0\r\n'
-OP_SCHEMA, OP_CHANNEL, OP_MESSAGE, OP_CHUNK = 0x03, 0x04, 0x05, 0x06
 
 
 class _Damage(Exception):
     """Where a damaged MCAP stream stops being readable."""
 
 
-def _string(buf, offset):
-    (n,) = struct.unpack_from('<I', buf, offset)
-    return bytes(buf[offset + 4:offset + 4 + n]).decode('utf-8', 'replace'), offset + 4 + n
+def _salvage_records(file):
+    """The MCAP records of ``file`` in file order (chunks broken up), read with ``mcap``'s stream
+    reader, until the damage; then raise _Damage. A chunk cut short is not given by the stream reader
+    at all, so its complete inner records are recovered here (possible for uncompressed chunks,
+    rosbag2's default): every message written before the cut is delivered."""
+    with open(file, 'rb') as f:
+        size = os.fstat(f.fileno()).st_size
+        # record_size_limit: a corrupt length must not make the reader allocate more than the file
+        reader = StreamReader(f, emit_chunks=True, record_size_limit=size)
+        good_end = f.tell()
+        try:
+            for record in reader.records:
+                if isinstance(record, Chunk):
+                    yield from _chunk_records(record)
+                else:
+                    yield record
+                good_end = f.tell()
+            return
+        except (McapError, ValueError, struct.error, UnicodeDecodeError) as exc:
+            cause = exc
+        f.seek(good_end)
+        tail = f.read()
+    if tail[:1] == bytes([Opcode.CHUNK]):
+        # the record after the last complete one is a chunk cut short: mcap's Chunk.read keeps the
+        # bytes that are there (a short read), so the chunk's complete records can still be read
+        try:
+            chunk = Chunk.read(ReadDataStream(io.BytesIO(tail[9:])))
+        except (McapError, struct.error, UnicodeDecodeError):
+            chunk = None
+        if chunk is not None:
+            yield from _chunk_records(chunk, cut=True)
+            raise _Damage('chunk cut short')
+    raise _Damage(f'{type(cause).__name__}: {cause}' if str(cause) else type(cause).__name__)
 
 
-def _records(buf, offset, state, inner=False):
-    """(opcode, body) of the MCAP records in ``buf`` from ``offset``. A record cut short ends the
-    iteration with _Damage (inside a chunk: the complete records before the cut are still given)."""
-    view = memoryview(buf)
-    end = len(buf)
-    while offset < end:
-        if offset + 9 > end:
-            raise _Damage('record header cut short')
-        opcode = view[offset]
-        (length,) = struct.unpack_from('<Q', view, offset + 1)
-        body_start = offset + 9
-        if body_start + length > end:
-            if opcode == OP_CHUNK and not inner:
-                # a chunk cut short: its complete inner records are still readable (uncompressed chunks)
-                yield opcode, _CutChunk(view[body_start:end])
-                raise _Damage('chunk cut short')
-            raise _Damage(f'record (opcode 0x{opcode:02x}) cut short')
-        yield opcode, view[body_start:body_start + length]
-        offset = body_start + length
-
-
-class _CutChunk(bytes):
-    """Marker type for the body of a chunk whose end is missing."""
-
-
-def _decompress(compression, data):
+def _chunk_records(chunk, cut=False):
+    """Schema/Channel/Message records inside a chunk (``cut``: its data ends early; the complete
+    records before the cut are given, then the iteration ends)."""
+    if not cut:
+        try:
+            records = breakup_chunk(chunk)
+        except UnsupportedCompressionError as exc:
+            raise _Damage(f'cannot decompress {chunk.compression} chunk: {exc}') from None
+        except Exception as exc:  # zstd/lz4 errors have no common base class
+            raise _Damage(f'corrupt {chunk.compression or "uncompressed"} chunk: '
+                          f'{type(exc).__name__} {exc}') from None
+        yield from (r for r in records if isinstance(r, (Schema, Channel, Message)))
+        return
+    if chunk.compression:
+        raise _Damage(f'{chunk.compression}-compressed chunk cut short: its records cannot be recovered')
+    # an uncompressed chunk's records are a plain record stream without magic: the same reader reads
+    # them one by one; it stops with EndOfFile at the record the cut went through
+    inner = StreamReader(io.BytesIO(chunk.data), skip_magic=True, record_size_limit=len(chunk.data))
     try:
-        if compression == 'zstd':
-            import zstandard
-            return zstandard.ZstdDecompressor().decompress(bytes(data))
-        if compression == 'lz4':
-            import lz4.frame
-            return lz4.frame.decompress(bytes(data))
-    except ImportError as exc:
-        raise _Damage(f'cannot decompress {compression} chunk: {exc}') from None
-    except Exception as exc:
-        raise _Damage(f'{compression} chunk cannot be decompressed: {exc}') from None
-    raise _Damage(f'unknown chunk compression {compression!r}')
+        for record in inner.records:
+            if isinstance(record, (Schema, Channel, Message)):
+                yield record
+    except (McapError, ValueError, struct.error, UnicodeDecodeError):
+        return
 
 
 def open_bag_source(path, salvage=True):
