@@ -11,6 +11,7 @@ import torch
 
 from liquid_controller.config_base import config_from_dict, config_to_dict
 from liquid_controller.errors import InputError
+from liquid_controller.validation import check_number
 
 
 @dataclass
@@ -37,13 +38,7 @@ class AugmentConfig:
 
     def __post_init__(self):
         for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InputError(f'augment.{f.name}', value, 'expected a number')
-            value = float(value)
-            setattr(self, f.name, value)
-            if not 0.0 <= value <= 1.0:
-                raise InputError(f'augment.{f.name}', value, 'must be in [0, 1]')
+            setattr(self, f.name, check_number(f'augment.{f.name}', getattr(self, f.name), 0.0, 1.0))
 
     def to_dict(self):
         return config_to_dict(self)

@@ -24,6 +24,7 @@ from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterEr
 from rosbags.typesys import Stores, get_typestore, get_types_from_msg
 
 from liquid_controller.errors import BagError, InputError
+from liquid_controller.validation import check_int
 
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 # rosbag2's encoding of "infinite" durations in metadata.yaml (what ros2 bag record writes)
@@ -38,8 +39,7 @@ def _typestore():
 
 def make_qos(reliable=True, depth=10):
     """An offered QoS profile for metadata.yaml: keep-last ``depth``, volatile, reliable or best effort."""
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise InputError('depth', depth, 'expected a positive integer')
+    depth = check_int('depth', depth, 1)
     return Qos(history=QosHistory.KEEP_LAST, depth=depth,
                reliability=QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
                durability=QosDurability.VOLATILE, deadline=_INFINITE, lifespan=_INFINITE,
@@ -142,8 +142,7 @@ class BagWriter:
         """
         if topic not in self._connections:
             raise BagError(f'{self.path}: topic {topic!r} was not declared with add_topic')
-        if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, int) or stamp_ns < 0:
-            raise InputError('stamp_ns', stamp_ns, 'expected a non-negative integer of nanoseconds')
+        stamp_ns = check_int('stamp_ns', stamp_ns, 0)
         conn = self._connections[topic]
         if isinstance(message, (bytes, bytearray, memoryview)):
             data = bytes(message)

@@ -16,6 +16,7 @@ Pipeline::
 Alignment rules are documented in :mod:`liquid_controller.data.align`; the image and IMU features are
 computed by :mod:`liquid_controller.runtime.preprocess`, the same code the robot runs.
 """
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from liquid_controller.data import cache
 from liquid_controller.data.align import COMMAND_ALIGNMENTS, Streams, TimedArray, align_streams
 from liquid_controller.config_base import config_from_dict, config_to_dict
 from liquid_controller.errors import BagError, InputError
+from liquid_controller.validation import check_choice, check_int, check_number
 
 TIME_SOURCES = ('header', 'log')
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
@@ -72,22 +74,12 @@ class DatasetConfig:
         for name in ('imu_topic', 'truth_topic'):
             if not isinstance(getattr(self, name), str):
                 raise InputError(f'dataset.{name}', getattr(self, name), "expected a topic name or ''")
-        for name in ('image_height', 'image_width', 'min_segment_frames'):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f'dataset.{name}', value, 'expected a positive integer')
-        if self.image_height > 1024 or self.image_width > 1024:
-            raise InputError('dataset.image_size', (self.image_height, self.image_width), 'sides must be <= 1024')
-        if self.time_source not in TIME_SOURCES:
-            raise InputError('dataset.time_source', self.time_source, f'expected one of {TIME_SOURCES}')
-        if self.command_alignment not in COMMAND_ALIGNMENTS:
-            raise InputError('dataset.command_alignment', self.command_alignment,
-                             f'expected one of {COMMAND_ALIGNMENTS}')
-        for name in ('max_command_age', 'max_frame_gap'):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 60:
-                raise InputError(f'dataset.{name}', value, 'expected seconds in (0, 60]')
-            setattr(self, name, float(value))
+        for name, high in (('image_height', 1024), ('image_width', 1024), ('min_segment_frames', math.inf)):
+            setattr(self, name, check_int(f'dataset.{name}', getattr(self, name), 1, high))
+        check_choice('dataset.time_source', self.time_source, TIME_SOURCES)
+        check_choice('dataset.command_alignment', self.command_alignment, COMMAND_ALIGNMENTS)
+        for name in ('max_command_age', 'max_frame_gap'):  # seconds
+            setattr(self, name, check_number(f'dataset.{name}', getattr(self, name), 0.0, 60.0, low_open=True))
 
     def to_dict(self):
         return config_to_dict(self)
@@ -366,9 +358,7 @@ def split_episodes(episodes, val_fraction, seed=0):
     - one bag, one segment: its last ``val_fraction`` of frames is validation (a split in time).
     The choice of bags/segments is a seeded shuffle. ``val_fraction`` 0 gives no validation set.
     """
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or \
-            not 0.0 <= val_fraction < 1.0:
-        raise InputError('val_fraction', val_fraction, 'expected a number in [0, 1)')
+    check_number('val_fraction', val_fraction, 0.0, 1.0, high_open=True)
     if not episodes:
         raise InputError('episodes', 0, 'no episodes to split')
     if val_fraction == 0:
@@ -421,11 +411,8 @@ class SequenceDataset(Dataset):
     """
 
     def __init__(self, episodes, seq_len, stride=None, imu_mean=None, imu_std=None, max_dt=0.2):
-        if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-            raise InputError('seq_len', seq_len, 'expected a positive integer')
-        stride = seq_len if stride is None else stride
-        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-            raise InputError('stride', stride, 'expected a positive integer')
+        seq_len = check_int('seq_len', seq_len, 1)
+        stride = seq_len if stride is None else check_int('stride', stride, 1)
         if not episodes:
             raise InputError('episodes', 0, 'no episodes')
         self.episodes = list(episodes)

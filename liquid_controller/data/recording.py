@@ -34,6 +34,7 @@ from pathlib import Path
 from liquid_controller.data.bag import BagWriter
 from liquid_controller.errors import InputError
 from liquid_controller.sim.bridge import GROUND_TRUTH_FIELDS, camera_intrinsics, ground_truth_vector
+from liquid_controller.validation import check_int
 
 
 TOPICS = {
@@ -105,8 +106,7 @@ def record_expert(scene='summer', minutes=1.0, out='expert_bag', seed=0, perturb
         raise InputError('minutes', minutes, 'expected a number') from None
     if not (math.isfinite(minutes) and 0 < minutes <= 24 * 60):
         raise InputError('minutes', minutes, 'must be in (0, 1440]')
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InputError('seed', seed, 'expected a non-negative integer')
+    seed = check_int('seed', seed, 0)
     if perturbation is _DEFAULT:
         perturbation = PerturbationConfig()
     elif isinstance(perturbation, dict):

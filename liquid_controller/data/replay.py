@@ -38,6 +38,7 @@ import numpy as np
 from liquid_controller.data.bag_source import open_bag_source, resolve_topic
 from liquid_controller.config_base import check_known_keys, config_from_dict, config_to_dict
 from liquid_controller.errors import BagError, InputError
+from liquid_controller.validation import check_int, check_number
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 TWIST_TYPES = ('geometry_msgs/msg/TwistStamped', 'geometry_msgs/msg/Twist')
@@ -116,14 +117,9 @@ class ReplayConfig:
             raise InputError('output_prefix', self.output_prefix, "expected an absolute namespace like '/replay'")
         if self.storage not in ('mcap', 'sqlite3'):
             raise InputError('storage', self.storage, "expected 'mcap' or 'sqlite3'")
-        if isinstance(self.max_frames, bool) or not isinstance(self.max_frames, int) or self.max_frames < 0:
-            raise InputError('max_frames', self.max_frames, 'expected an integer >= 0 (0 = all)')
-        if not isinstance(self.command_max_age, (int, float)) or not math.isfinite(self.command_max_age) \
-                or self.command_max_age <= 0:
-            raise InputError('command_max_age', self.command_max_age, 'expected a finite number > 0')
-        if isinstance(self.max_stamp_disorder, bool) or not isinstance(self.max_stamp_disorder, (int, float)) \
-                or not math.isfinite(self.max_stamp_disorder) or self.max_stamp_disorder < 0:
-            raise InputError('max_stamp_disorder', self.max_stamp_disorder, 'expected a finite number >= 0')
+        self.max_frames = check_int('max_frames', self.max_frames, 0)  # 0 = all
+        self.command_max_age = check_number('command_max_age', self.command_max_age, 0.0, low_open=True)
+        self.max_stamp_disorder = check_number('max_stamp_disorder', self.max_stamp_disorder, 0.0)
 
     def topic(self, name):
         """Full name of an output topic, e.g. topic('cmd_vel') -> '/replay/cmd_vel'."""

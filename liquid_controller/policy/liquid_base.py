@@ -26,6 +26,7 @@ from torch import nn
 
 from liquid_controller.errors import InputError
 from liquid_controller.policy.wiring import Wiring
+from liquid_controller.validation import check_int, check_number
 
 __all__ = ['LiquidCell', 'jit_script']
 
@@ -51,9 +52,7 @@ class LiquidCell(nn.Module):
 
     def __init__(self, input_size, wiring):
         super().__init__()
-        if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) \
-                or input_size < 1:
-            raise InputError('input_size', input_size, 'must be a positive integer')
+        input_size = check_int('input_size', input_size, 1)
         if not isinstance(wiring, Wiring):
             raise InputError('wiring', wiring, 'must be a Wiring (NCPWiring, FullyConnectedWiring)')
         self.input_size = int(input_size)
@@ -68,9 +67,7 @@ class LiquidCell(nn.Module):
     # -- state ------------------------------------------------------------------------------------
     def initial_state(self, batch_size=1):
         """Zero hidden state (batch_size, state_size) on the parameters' device, float32."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise InputError('batch_size', batch_size, 'must be a positive integer')
+        batch_size = check_int('batch_size', batch_size, 1)
         p = next(self.parameters())
         return torch.zeros(int(batch_size), self.state_size, dtype=p.dtype, device=p.device)
 
@@ -156,11 +153,7 @@ class LiquidCell(nn.Module):
             self._check_tensor('dt', dt, (batch,))
             self._check_positive('dt', dt)
             return dt.reshape(batch, 1)
-        if isinstance(dt, bool) or not isinstance(dt, (int, float, np.floating, np.integer)):
-            raise InputError('dt', dt, 'must be a float (seconds) or a (B,) tensor')
-        if not math.isfinite(dt) or dt <= 0:
-            raise InputError('dt', dt, 'must be finite and > 0 (seconds)')
-        return like.new_full((batch, 1), float(dt))
+        return like.new_full((batch, 1), check_number('dt', dt, 0.0, low_open=True))  # seconds
 
     def step(self, x, state, dt):
         """Advance one step: x (B, input_size), state (B, state_size), dt (B,) or float seconds > 0.

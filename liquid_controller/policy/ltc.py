@@ -42,6 +42,7 @@ from liquid_controller.errors import InputError
 from liquid_controller.policy import numpy_inference
 from liquid_controller.policy.liquid_base import LiquidCell, jit_script
 from liquid_controller.policy.ltc_training import LTCSequenceFunction
+from liquid_controller.validation import check_int, check_number
 
 __all__ = ['LTC']
 
@@ -90,12 +91,8 @@ class LTC(LiquidCell):
 
     def __init__(self, input_size, wiring, ode_unfolds=6, epsilon=1e-8, implicit_constraints=True):
         super().__init__(input_size, wiring)
-        if isinstance(ode_unfolds, bool) or not isinstance(ode_unfolds, (int, np.integer)) \
-                or ode_unfolds < 1:
-            raise InputError('ode_unfolds', ode_unfolds, 'must be a positive integer')
-        if not isinstance(epsilon, (int, float)) or not 0 <= epsilon < 1:
-            raise InputError('epsilon', epsilon, 'must be a small non-negative number')
-        self.ode_unfolds = int(ode_unfolds)
+        self.ode_unfolds = check_int('ode_unfolds', ode_unfolds, 1)
+        epsilon = check_number('epsilon', epsilon, 0.0, 1.0, high_open=True)  # small: guards a division
         self.epsilon = float(epsilon)
         self.implicit_constraints = bool(implicit_constraints)
         # True: autograd through the TorchScript reference loop instead of the hand-written backward

@@ -20,7 +20,6 @@ zero). Map measures: :func:`road_attention_share` (share of the saliency mass on
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
@@ -29,6 +28,7 @@ from torch import nn
 
 from liquid_controller.errors import InputError
 from liquid_controller.policy.perception import normalize_images
+from liquid_controller.validation import check_int, check_number
 
 __all__ = ['OUTPUT_INDEX', 'conv_stack', 'visual_backprop_maps', 'visual_backprop', 'gradient_saliency',
            'normalize_map', 'road_attention_share', 'ssim', 'colorize', 'attention_overlay',
@@ -168,10 +168,8 @@ def gradient_saliency(policy, image, imu=None, state=None, dt=1.0 / 30.0, output
     """
     if output not in OUTPUT_INDEX:
         raise InputError('output', output, f'must be one of {sorted(OUTPUT_INDEX)}')
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-        raise InputError('samples', samples, 'must be an integer >= 1')
-    if not isinstance(noise, (int, float)) or not math.isfinite(noise) or noise < 0:
-        raise InputError('noise', noise, 'must be a finite number >= 0')
+    samples = check_int('samples', samples, 1)
+    noise = check_number('noise', noise, 0.0)
     c = policy.config
     p = next(policy.parameters())
     x = frame_to_tensor(image).to(p.dtype)                              # (1, 3, H, W)
@@ -280,8 +278,7 @@ def attention_overlay(frame, saliency, alpha=0.6) -> np.ndarray:
     """
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise InputError('frame', getattr(frame, 'shape', type(frame).__name__), 'must be (H, W, 3) uint8 RGB')
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
-        raise InputError('alpha', alpha, 'must be a number in [0, 1]')
+    alpha = check_number('alpha', alpha, 0.0, 1.0)
     s = np.clip(_check_map('saliency', saliency), 0.0, 1.0)
     if s.shape != frame.shape[:2]:
         t = torch.from_numpy(s)[None, None]

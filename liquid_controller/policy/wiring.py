@@ -28,17 +28,9 @@ from __future__ import annotations
 import numpy as np
 
 from liquid_controller.errors import InputError
+from liquid_controller.validation import check_int, check_number
 
 __all__ = ['Wiring', 'NCPWiring', 'FullyConnectedWiring', 'auto_ncp', 'wiring_from_dict']
-
-
-def _check_int(name, value, minimum):
-    """Validate a count: a Python/numpy integer (not bool) >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputError(name, value, 'must be an integer')
-    if value < minimum:
-        raise InputError(name, value, f'must be >= {minimum}')
-    return int(value)
 
 
 class Wiring:
@@ -51,8 +43,8 @@ class Wiring:
     kind = 'wiring'
 
     def __init__(self, units, output_size):
-        self.units = _check_int('units', units, 1)
-        self.output_size = _check_int('output_size', output_size, 1)
+        self.units = check_int('units', units, 1)
+        self.output_size = check_int('output_size', output_size, 1)
         if self.output_size > self.units:
             raise InputError('output_size', output_size, f'must be <= units ({self.units})')
         # (units, units): adjacency[src, dest] = polarity of the synapse src -> dest, 0 = none
@@ -68,7 +60,7 @@ class Wiring:
 
     def build(self, input_size):
         """Fix the input size and draw the synapses. Idempotent for the same input size."""
-        input_size = _check_int('input_size', input_size, 1)
+        input_size = check_int('input_size', input_size, 1)
         if self.input_size is not None:
             if input_size != self.input_size:
                 raise InputError('input_size', input_size,
@@ -169,17 +161,17 @@ class NCPWiring(Wiring):
 
     def __init__(self, inter_neurons, command_neurons, motor_neurons, sensory_fanout, inter_fanout,
                  recurrent_command_synapses, motor_fanin, seed=22222):
-        inter = _check_int('inter_neurons', inter_neurons, 1)
-        command = _check_int('command_neurons', command_neurons, 1)
-        motor = _check_int('motor_neurons', motor_neurons, 1)
+        inter = check_int('inter_neurons', inter_neurons, 1)
+        command = check_int('command_neurons', command_neurons, 1)
+        motor = check_int('motor_neurons', motor_neurons, 1)
         super().__init__(inter + command + motor, motor)
         self.inter_neurons, self.command_neurons, self.motor_neurons = inter, command, motor
-        self.sensory_fanout = _check_int('sensory_fanout', sensory_fanout, 1)
-        self.inter_fanout = _check_int('inter_fanout', inter_fanout, 1)
-        self.recurrent_command_synapses = _check_int(
+        self.sensory_fanout = check_int('sensory_fanout', sensory_fanout, 1)
+        self.inter_fanout = check_int('inter_fanout', inter_fanout, 1)
+        self.recurrent_command_synapses = check_int(
             'recurrent_command_synapses', recurrent_command_synapses, 0)
-        self.motor_fanin = _check_int('motor_fanin', motor_fanin, 1)
-        self.seed = _check_int('seed', seed, 0)
+        self.motor_fanin = check_int('motor_fanin', motor_fanin, 1)
+        self.seed = check_int('seed', seed, 0)
         if self.sensory_fanout > inter:
             raise InputError('sensory_fanout', sensory_fanout, f'exceeds inter_neurons={inter}')
         if self.inter_fanout > command:
@@ -262,14 +254,11 @@ def auto_ncp(units, output_size, sparsity_level=0.5, seed=22222):
         sparsity_level: in [0.1, 1.0]; fan-outs are ``int(count * (1 - sparsity_level))`` (at least 1).
         seed: seed of the wiring's random draws.
     """
-    units = _check_int('units', units, 3)
-    output_size = _check_int('output_size', output_size, 1)
+    units = check_int('units', units, 3)
+    output_size = check_int('output_size', output_size, 1)
     if output_size >= units - 2:
         raise InputError('output_size', output_size, f'must be < units - 2 (units={units})')
-    if isinstance(sparsity_level, bool) or not isinstance(sparsity_level, (int, float)) \
-            or not 0.1 <= float(sparsity_level) <= 1.0:
-        raise InputError('sparsity_level', sparsity_level, 'must be a number in [0.1, 1.0]')
-    density = 1.0 - float(sparsity_level)
+    density = 1.0 - check_number('sparsity_level', sparsity_level, 0.1, 1.0)
     inter_and_command = units - output_size
     command = max(int(0.4 * inter_and_command), 1)
     inter = inter_and_command - command
@@ -292,7 +281,7 @@ class FullyConnectedWiring(Wiring):
 
     def __init__(self, units, output_size=None, seed=1111, self_connections=True):
         super().__init__(units, units if output_size is None else output_size)
-        self.seed = _check_int('seed', seed, 0)
+        self.seed = check_int('seed', seed, 0)
         if not isinstance(self_connections, bool):
             raise InputError('self_connections', self_connections, 'must be a bool')
         self.self_connections = self_connections

@@ -14,13 +14,13 @@ spins the nodes under test elsewhere.
 from __future__ import annotations
 
 import importlib
-import math
 import threading
 import time
 from dataclasses import dataclass, field
 
 from liquid_controller.data.bag_source import open_bag_source, resolve_topic
-from liquid_controller.errors import BagError, InputError
+from liquid_controller.errors import BagError
+from liquid_controller.validation import check_number
 
 
 def qos_from_bag(profiles, default_depth=10):
@@ -79,11 +79,8 @@ class BagPlayer:
 
     def __init__(self, node, bag, topics=None, rate=1.0, clock=False, clock_hz=40.0, loop=False,
                  remap=None):
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) \
-                or rate <= 0:
-            raise InputError('rate', rate, 'expected a finite number > 0')
-        if isinstance(clock_hz, bool) or not isinstance(clock_hz, (int, float)) or not clock_hz > 0:
-            raise InputError('clock_hz', clock_hz, 'expected a number > 0')
+        check_number('rate', rate, 0.0, low_open=True)
+        check_number('clock_hz', clock_hz, 0.0, low_open=True)
         self.node = node
         self.bag = bag
         self.rate = float(rate)

@@ -14,6 +14,7 @@ import threading
 from liquid_controller.data.bag import QOS_PRESETS, BagWriter, default_qos
 from liquid_controller.errors import InputError
 from liquid_controller.ros.bag_player import message_class, qos_from_bag
+from liquid_controller.validation import check_int
 
 
 class TopicRecorder:
@@ -26,8 +27,7 @@ class TopicRecorder:
     def __init__(self, node, out, topics, storage='mcap', depth=1000):
         if not isinstance(topics, dict) or not topics:
             raise InputError('topics', topics, "expected a non-empty {topic: 'pkg/msg/Type'} dict")
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise InputError('depth', depth, 'expected an integer >= 1')
+        depth = check_int('depth', depth, 1)
         self.node = node
         self._lock = threading.Lock()
         self._writer = BagWriter(out, storage=storage)

@@ -8,12 +8,7 @@ from dataclasses import asdict, dataclass, fields
 
 from liquid_controller.config_base import check_known_keys, config_to_dict
 from liquid_controller.errors import InputError
-
-
-def _finite(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(name, value, 'must be a finite number')
-    return float(value)
+from liquid_controller.validation import check_choice, check_number, check_numbers
 
 
 @dataclass
@@ -66,41 +61,32 @@ class SafetyConfig:
             if f.name in ('num_barrier_params', 'barrier_param_range', 'default_barrier_params',
                           'weights'):
                 continue
-            setattr(self, f.name, _finite(f.name, getattr(self, f.name)))
+            setattr(self, f.name, check_number(f.name, getattr(self, f.name)))
         if not self.v_min <= 0.0 < self.v_max:
             raise InputError('v_min', (self.v_min, self.v_max), 'need v_min <= 0 < v_max')
         for name in ('w_max', 'accel_max', 'decel_max', 'a_lat_max', 'control_period',
                      'lane_half_width', 'soft_penalty', 'solver_tol', 'max_abs_lateral_accel',
                      'max_abs_lane_offset', 'max_abs_nominal'):
-            if getattr(self, name) <= 0.0:
-                raise InputError(name, getattr(self, name), 'must be > 0')
+            check_number(name, getattr(self, name), 0.0, low_open=True)
         for name in ('obstacle_margin', 'lane_margin', 'speed_tolerance', 'yaw_rate_tolerance'):
-            if getattr(self, name) < 0.0:
-                raise InputError(name, getattr(self, name), 'must be >= 0')
+            check_number(name, getattr(self, name), 0.0)
         if self.lane_margin >= self.lane_half_width:
             raise InputError('lane_margin', self.lane_margin, 'must be < lane_half_width')
         if self.control_period > 1.0:
             raise InputError('control_period', self.control_period, 'must be <= 1 s')
-        if isinstance(self.num_barrier_params, bool) or self.num_barrier_params not in (2, 4):
-            raise InputError('num_barrier_params', self.num_barrier_params, 'must be 2 or 4')
-        rng = tuple(self.barrier_param_range)
-        if len(rng) != 2:
-            raise InputError('barrier_param_range', self.barrier_param_range, 'need (low, high)')
-        lo, hi = (_finite('barrier_param_range', x) for x in rng)
+        check_choice('num_barrier_params', self.num_barrier_params, (2, 4))
+        lo, hi = rng = check_numbers('barrier_param_range', self.barrier_param_range, 2)
         if not 0.0 < lo <= hi:
             raise InputError('barrier_param_range', rng, 'need 0 < low <= high')
-        self.barrier_param_range = (lo, hi)
-        dflt = tuple(_finite('default_barrier_params', x) for x in self.default_barrier_params)
+        self.barrier_param_range = rng
+        dflt = check_numbers('default_barrier_params', self.default_barrier_params)
         if len(dflt) == 2 and self.num_barrier_params == 4:
             dflt = dflt + dflt
         if len(dflt) != self.num_barrier_params or not all(lo <= x <= hi for x in dflt):
             raise InputError('default_barrier_params', self.default_barrier_params,
                              f'need {self.num_barrier_params} values inside {rng}')
         self.default_barrier_params = dflt
-        wts = tuple(_finite('weights', x) for x in self.weights)
-        if len(wts) != 2 or min(wts) <= 0.0:
-            raise InputError('weights', self.weights, 'need two positive weights (v, w)')
-        self.weights = wts
+        self.weights = check_numbers('weights', self.weights, 2, 0.0, low_open=True)
 
     def to_dict(self):
         """Plain JSON-able dict (tuples become lists)."""

@@ -13,7 +13,6 @@ results computed in the same process.
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import yaml
 
 from liquid_controller.config_base import check_known_keys
 from liquid_controller.errors import InputError
+from liquid_controller.validation import check_number
 
 COMPARED = ('command', 'nominal', 'neurons')
 DEFAULT_TOLERANCES = {'command': {'atol': 1e-4, 'rtol': 1e-4}, 'nominal': {'atol': 1e-4, 'rtol': 1e-4},
@@ -44,10 +44,7 @@ class Tolerance:
 
     def __post_init__(self):
         for name in ('atol', 'rtol'):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value < 0:
-                raise InputError(name, value, 'expected a finite number >= 0')
+            setattr(self, name, check_number(name, getattr(self, name), 0.0))
 
     def to_dict(self):
         return {'atol': self.atol, 'rtol': self.rtol}

@@ -12,7 +12,6 @@ A config file has these sections (all optional except ``policy.core``)::
 Sub-configs are validated by their own classes (PolicyConfig, SafetyConfig, DatasetConfig,
 AugmentConfig), so an error names the field and the value wherever it is.
 """
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from liquid_controller.data.augment import AugmentConfig
 from liquid_controller.data.dataset import DatasetConfig
 from liquid_controller.config_base import check_known_keys
 from liquid_controller.errors import InputError
+from liquid_controller.validation import check_bool, check_choice, check_int, check_number, check_numbers
 
 DEVICES = ('auto', 'cpu', 'cuda')
 LR_SCHEDULES = ('constant', 'cosine')
@@ -119,39 +119,20 @@ class TrainConfig:
                           ('epochs', 1), ('max_steps', 0), ('windows_per_epoch', 0), ('val_windows', 0),
                           ('patience', 1),
                           ('seed', 0), ('num_threads', 0), ('checkpoint_every', 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise InputError(f'train.{name}', value, f'expected an integer >= {low}')
-        for name, low, high in (('lr', 0.0, 1.0), ('weight_decay', 0.0, 1.0), ('grad_clip', 0.0, 1e6),
-                                ('min_delta', 0.0, 1e6), ('max_dt', 0.0, 10.0),
-                                ('reference_weight', 0.0, 1e3), ('aux_weight', 0.0, 1e3)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise InputError(f'train.{name}', value, 'expected a finite number')
-            value = float(value)
-            setattr(self, name, value)
-            if not low <= value <= high or (name in ('lr', 'max_dt', 'grad_clip') and value == 0):
-                raise InputError(f'train.{name}', value, f'must be in ({low}, {high}]'
-                                 if name in ('lr', 'max_dt', 'grad_clip') else f'must be in [{low}, {high}]')
-        if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) or \
-                not 0.0 <= self.val_fraction < 1.0:
-            raise InputError('train.val_fraction', self.val_fraction, 'expected a number in [0, 1)')
-        self.val_fraction = float(self.val_fraction)
+            setattr(self, name, check_int(f'train.{name}', getattr(self, name), low))
+        for name, low, high, low_open in (('lr', 0.0, 1.0, True), ('weight_decay', 0.0, 1.0, False),
+                                          ('grad_clip', 0.0, 1e6, True), ('min_delta', 0.0, 1e6, False),
+                                          ('max_dt', 0.0, 10.0, True), ('reference_weight', 0.0, 1e3, False),
+                                          ('aux_weight', 0.0, 1e3, False)):
+            setattr(self, name, check_number(f'train.{name}', getattr(self, name), low, high,
+                                             low_open=low_open))
+        self.val_fraction = check_number('train.val_fraction', self.val_fraction, 0.0, 1.0, high_open=True)
         for name in ('command_weights', 'aux_scales'):
-            value = getattr(self, name)
-            try:
-                value = tuple(float(v) for v in value)
-            except (TypeError, ValueError):
-                raise InputError(f'train.{name}', value, 'expected two numbers') from None
-            if len(value) != 2 or not all(math.isfinite(v) and v > 0 for v in value):
-                raise InputError(f'train.{name}', value, 'expected two positive numbers')
-            setattr(self, name, value)
-        if not isinstance(self.use_barrier, bool):
-            raise InputError('train.use_barrier', self.use_barrier, 'expected true or false')
+            setattr(self, name, check_numbers(f'train.{name}', getattr(self, name), 2, 0.0, low_open=True))
+        check_bool('train.use_barrier', self.use_barrier)
         for name, choices in (('device', DEVICES), ('lr_schedule', LR_SCHEDULES),
                               ('barrier_lane_source', BARRIER_LANE_SOURCES)):
-            if getattr(self, name) not in choices:
-                raise InputError(f'train.{name}', getattr(self, name), f'expected one of {choices}')
+            check_choice(f'train.{name}', getattr(self, name), choices)
         if self.tbptt_steps > self.seq_len:
             raise InputError('train.tbptt_steps', self.tbptt_steps, f'must be <= seq_len ({self.seq_len})')
 

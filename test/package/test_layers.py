@@ -1,17 +1,17 @@
 """The layer rule of the architecture: a lower layer never imports a higher one, with no exceptions.
 
 Order (docs in README "Layout"): policy (1) < safety (2) < runtime (3) < sim (4) < messages (5) < data,
-train, evaluation, explain, testing (6) < ros (7) < tools, cli (8). errors, paths and config_base are
-shared foundations below every layer. The nodes (ros/) sit above everything they adapt: the simulator
-(sim_node), bags (the DDS bag player and recorder) and the runtime (controller_node).
+train, evaluation, explain, testing (6) < ros (7) < tools, cli (8). errors, paths, config_base and
+validation are shared foundations below every layer. The nodes (ros/) sit above everything they adapt:
+the simulator (sim_node), bags (the DDS bag player and recorder) and the runtime (controller_node).
 """
 import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / 'liquid_controller'
-LEVEL = {'errors': 0, 'paths': 0, 'config_base': 0, 'policy': 1, 'safety': 2, 'runtime': 3, 'sim': 4,
-         'messages': 5, 'data': 6, 'train': 6, 'evaluation': 6, 'explain': 6, 'testing': 6, 'ros': 7,
-         'tools': 8, 'cli': 8}
+LEVEL = {'errors': 0, 'paths': 0, 'config_base': 0, 'validation': 0, 'policy': 1, 'safety': 2,
+         'runtime': 3, 'sim': 4, 'messages': 5, 'data': 6, 'train': 6, 'evaluation': 6, 'explain': 6,
+         'testing': 6, 'ros': 7, 'tools': 8, 'cli': 8}
 
 
 def _part(path):
