@@ -184,3 +184,50 @@ def _write_frame(bag, convert, obs, truth, config, intrinsics, intended, execute
         ground_truth_vector(truth), GROUND_TRUTH_FIELDS))
     bag.write('/cmd_vel', _ns(t), convert.encode_twist(*intended, stamp=t))
     bag.write('/sim/executed_cmd_vel', _ns(t), convert.encode_twist(*executed, stamp=t))
+
+
+def scene_list(scenes):
+    """Scene names/paths from a mix of shipped scene names, scene YAML files and folders of them
+    (a folder contributes its ``*.yaml`` files, sorted). Raises InputError naming an entry that is
+    none of these, or an empty result."""
+    from liquid_controller.sim import load_scene
+
+    if isinstance(scenes, (str, Path)):
+        scenes = [scenes]
+    out = []
+    for entry in scenes:
+        path = Path(entry)
+        if path.is_dir():
+            files = sorted(path.glob('*.yaml'))
+            if not files:
+                raise InputError('scenes', str(path), 'folder holds no scene *.yaml files')
+            out += [str(f) for f in files]
+        else:
+            load_scene(str(entry))  # a name or file that does not load fails here, naming itself
+            out.append(str(entry))
+    if not out:
+        raise InputError('scenes', list(scenes), 'no scenes given')
+    return out
+
+
+def record_expert_scenes(scenes, minutes=1.0, out='expert_bags', seed=0, progress=True, **kwargs):
+    """Record one bag per scene into the folder ``out`` (``out/NN_<scene name>``), ``minutes`` each.
+
+    ``scenes`` as for :func:`scene_list`. Scene ``i`` is recorded with seed ``seed + i`` so that noise
+    and perturbations differ between bags. Other keyword arguments go to :func:`record_expert`.
+    The folder is what ``liquid-controller train --bags`` takes. Returns the list of summaries.
+    """
+    from liquid_controller.sim import load_scene
+
+    files = scene_list(scenes)
+    seed = check_int('seed', seed, 0)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise InputError('out', str(out), 'already exists and is not empty; choose a new folder')
+    width = len(str(len(files) - 1))
+    summaries = []
+    for i, entry in enumerate(files):
+        scene = load_scene(entry)
+        summaries.append(record_expert(scene, minutes=minutes, out=out / f'{i:0{width}d}_{scene.name}',
+                                       seed=seed + i, progress=progress, **kwargs))
+    return summaries

@@ -2,8 +2,10 @@
 
     liquid-controller record --scene summer --minutes 20 --out data/summer_20min [--seed N]
                              [--storage mcap|sqlite3] [--no-perturb] [--range-sensor]
+    liquid-controller record --scenes scenes/train/ --minutes 2 --out data/generated   # a bag per scene
 
-Thin wrapper over :func:`liquid_controller.data.recording.record_expert`.
+Thin wrapper over :func:`liquid_controller.data.recording.record_expert` and
+:func:`~liquid_controller.data.recording.record_expert_scenes`.
 """
 import json
 
@@ -16,10 +18,16 @@ def register(sub):
     p = sub.add_parser('record', help='record expert driving in the simulator to a rosbag2 (MCAP)',
                        description='Drive the privileged expert in the embedded simulator and write the '
                                    'run (camera, IMU, odometry, command, ground truth) as a rosbag2 bag.')
-    p.add_argument('--scene', default='summer', help='scene name or scene YAML path')
-    p.add_argument('--minutes', type=float, default=1.0, help='simulated minutes to record')
-    p.add_argument('--out', required=True, help='bag directory to create (must not exist)')
-    p.add_argument('--seed', type=int, default=0, help='episode seed: noise and perturbations')
+    which = p.add_mutually_exclusive_group()
+    which.add_argument('--scene', default='summer', help='scene name or scene YAML path')
+    which.add_argument('--scenes', nargs='+', metavar='SCENE',
+                       help='several scenes (names, YAML files, or folders of YAML files, e.g. from '
+                            '`liquid-controller scenes generate`): one bag per scene in the folder --out')
+    p.add_argument('--minutes', type=float, default=1.0, help='simulated minutes to record (per scene)')
+    p.add_argument('--out', required=True,
+                   help='bag directory to create (must not exist); with --scenes, the folder of bags')
+    p.add_argument('--seed', type=int, default=0,
+                   help='episode seed: noise and perturbations (with --scenes, scene i uses seed + i)')
     p.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap', help='rosbag2 storage')
     p.add_argument('--no-perturb', action='store_true',
                    help='no command perturbations (default: random pushes the expert recovers from)')
@@ -36,7 +44,7 @@ def register(sub):
 
 def run(args):
     """Record; print a one-line summary. An error: one line on stderr and exit code 1."""
-    from liquid_controller.data.recording import record_expert
+    from liquid_controller.data.recording import record_expert, record_expert_scenes
     from liquid_controller.sim import PerturbationConfig, WorldConfig
     try:
         if args.no_perturb:
@@ -47,16 +55,21 @@ def run(args):
             perturbation = PerturbationConfig()
         config = WorldConfig(camera_width=args.camera_width, camera_height=args.camera_height,
                              camera_rate_hz=args.camera_rate, range_sensor=args.range_sensor)
-        summary = record_expert(args.scene, minutes=args.minutes, out=args.out, seed=args.seed,
-                                perturbation=perturbation, storage=args.storage, world_config=config,
-                                progress=not args.quiet)
+        options = dict(minutes=args.minutes, out=args.out, seed=args.seed, perturbation=perturbation,
+                       storage=args.storage, world_config=config, progress=not args.quiet)
+        if args.scenes:
+            summaries = record_expert_scenes(args.scenes, **options)
+        else:
+            summaries = [record_expert(args.scene, **options)]
     except (LiquidControllerError, ValueError, OSError) as exc:
         return fail('record', exc)
-    print(f'wrote {summary.path}: {summary.frames} frames, {summary.sim_seconds:.1f} s sim in '
-          f'{summary.wall_seconds:.1f} s wall ({summary.sim_seconds / summary.wall_seconds:.1f}x real time); '
-          f'laps {summary.metrics.get("laps", 0):.2f}, '
-          f'lane departures {summary.metrics.get("lane_departures")}')
+    for summary in summaries:
+        print(f'wrote {summary.path}: {summary.frames} frames, {summary.sim_seconds:.1f} s sim in '
+              f'{summary.wall_seconds:.1f} s wall ({summary.sim_seconds / summary.wall_seconds:.1f}x real '
+              f'time); laps {summary.metrics.get("laps", 0):.2f}, '
+              f'lane departures {summary.metrics.get("lane_departures")}')
     if args.summary_json:
+        data = [s.to_dict() for s in summaries] if args.scenes else summaries[0].to_dict()
         with open(args.summary_json, 'w') as f:
-            json.dump(summary.to_dict(), f, indent=2)
+            json.dump(data, f, indent=2)
     return 0

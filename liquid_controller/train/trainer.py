@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
-from liquid_controller.data.augment import augment_images
+from liquid_controller.data.augment import augment_images, mirror_batch
 from liquid_controller.data.dataset import (SequenceDataset, imu_statistics, load_episodes, prepare,
                                             split_episodes)
 from liquid_controller.errors import InputError
@@ -205,6 +205,8 @@ class Trainer:
         c = self.config
         batch = _to_device(default_collate([self.train_set[i] for i in indices]), self.device)
         g = torch.Generator().manual_seed(c.seed * 1_000_003 + 7919 * (self.step + 1))
+        if c.augment.mirror > 0:
+            batch, _ = mirror_batch(batch, c.augment.mirror, self.imu_mean, self.imu_std, g)
         batch['images'] = augment_images(batch['images'], c.augment, g)
         for group in self.optimizer.param_groups:
             group['lr'] = self._lr(self.step)

@@ -169,3 +169,34 @@ def test_record_command(tmp_path, capsys):
     err = capsys.readouterr().err
     assert 'already exists' in err and 'atlantis' in err
     assert err.count('liquid-controller record: error: ') == 2 and len(err.splitlines()) == 2
+
+
+def test_record_several_scenes_writes_a_bag_per_scene_with_its_own_seed(tmp_path, capsys):
+    from liquid_controller.cli import main
+    from liquid_controller.sim.scene import SCENES_DIR
+    folder = tmp_path / 'scenes'
+    folder.mkdir()
+    for name in ('summer', 'night'):
+        (folder / f'{name}.yaml').write_text((SCENES_DIR / f'{name}.yaml').read_text())
+    out = tmp_path / 'bags'
+    rc = main(['record', '--scenes', str(folder), 'fall', '--minutes', str(0.2 / 60), '--out', str(out),
+               '--seed', '5', '--no-perturb', '--quiet', '--summary-json', str(tmp_path / 's.json')])
+    assert rc == 0
+    summaries = json.loads((tmp_path / 's.json').read_text())
+    # folder entries sorted by file name, then the named scene; seeds count up from --seed
+    assert [(s['scene'], s['seed']) for s in summaries] == [('night', 5), ('summer', 6), ('fall', 7)]
+    assert sorted(p.name for p in out.iterdir()) == ['0_night', '1_summer', '2_fall']
+    for bag, summary in zip(sorted(out.iterdir()), summaries):
+        with BagReader(bag) as reader:
+            meta = json.loads(reader.custom_data['liquid_controller.recording'])
+            assert (meta['scene'], meta['seed']) == (summary['scene'], summary['seed'])
+            assert reader.count('/camera/image_raw') == 6
+    assert capsys.readouterr().out.count('wrote ') == 3
+    # an empty folder, an unknown entry and a non-empty output are one-line errors naming the cause
+    (tmp_path / 'empty').mkdir()
+    assert main(['record', '--scenes', str(tmp_path / 'empty'), '--out', str(tmp_path / 'o1'), '--quiet']) == 1
+    assert main(['record', '--scenes', 'atlantis', '--out', str(tmp_path / 'o2'), '--quiet']) == 1
+    assert main(['record', '--scenes', 'summer', '--out', str(out), '--quiet']) == 1
+    err = capsys.readouterr().err
+    assert 'no scene *.yaml' in err and 'atlantis' in err and 'not empty' in err
+    assert err.count('liquid-controller record: error: ') == 3
