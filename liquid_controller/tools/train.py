@@ -94,6 +94,8 @@ def run(args):
     except (InputError, BagError, ModelFileError) as exc:
         print(f'liquid-controller train: error: {exc}', file=sys.stderr)
         return 1
+    if result.rank != 0:
+        return 0                                  # under torchrun, rank 0 reports for all processes
     shown = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in result.metrics.items()}
     print(f'model: {result.model_path}  steps: {result.steps}  stopped: {result.stopped}')
     print(f'curves: {result.curves_path}  checkpoints: {result.run_dir}')

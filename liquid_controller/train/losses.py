@@ -72,21 +72,28 @@ def lane_input(output, batch, source):
     return None
 
 
-def _masked_mean(values, mask):
-    """Mean of ``values`` (B, T) over ``mask`` (B, T) bool; 0 when the mask is empty."""
+def _masked_mean(values, mask, count=None):
+    """Mean of ``values`` (B, T) over ``mask`` (B, T) bool; 0 when the mask is empty.
+
+    count: the divisor, when it is not this mask's own count (distributed training divides each
+    rank's sum by the frames of the whole global batch)."""
     m = mask.to(values.dtype)
-    return (values * m).sum() / m.sum().clamp_min(1.0)
+    return (values * m).sum() / (m.sum().clamp_min(1.0) if count is None else max(1, count))
 
 
-def compute_loss(output, batch, config, command_scale, layer=None):
+def compute_loss(output, batch, config, command_scale, layer=None, counts=None):
     """Loss of one chunk.
 
     output: PolicyOutput with (B, T, ...) fields; batch: dict of (B, T, ...) tensors on the same
     device (command, prev_command, truth, truth_mask, mask); config: TrainConfig; command_scale (2,)
     = (v_max, w_max); layer: BarrierNetLayer or None (no filtering).
+    counts: (frames, truth_frames) of the whole global batch when this batch is one rank's shard: the
+    terms are then this shard's share of the global means (they add up over ranks), and a shard
+    without valid frames gives zeros that still reach every parameter (DDP needs every gradient).
     """
     mask = batch['mask']
-    if not mask.any():
+    frames, truth_frames = counts if counts is not None else (None, None)
+    if counts is None and not mask.any():
         raise InputError('batch.mask', 0, 'a chunk without any valid frame')
     target = batch['command']                                         # (B, T, 2)
     weights = torch.as_tensor(config.command_weights, dtype=target.dtype, device=target.device)
@@ -95,21 +102,23 @@ def compute_loss(output, batch, config, command_scale, layer=None):
         lane = lane_input(output, batch, config.barrier_lane_source)
         filtered, status = filter_commands(layer, reference, output.barrier_params, batch['prev_command'],
                                            lane)
-        infeasible = _masked_mean((status == 2).to(target.dtype), mask)
+        infeasible = _masked_mean((status == 2).to(target.dtype), mask, frames)
     else:
         filtered, infeasible = reference, target.new_zeros(())
 
     def command_error(u):
         err = ((u - target) / command_scale) ** 2                     # (B, T, 2)
-        return _masked_mean((err * weights).sum(-1), mask)
+        return _masked_mean((err * weights).sum(-1), mask, frames)
 
     cmd = command_error(filtered)
     ref = command_error(reference)
-    intervention = _masked_mean(((filtered - reference).abs() / command_scale).sum(-1), mask)
+    intervention = _masked_mean(((filtered - reference).abs() / command_scale).sum(-1), mask, frames)
     truth_mask = batch['truth_mask'] & mask
-    if output.aux.shape[-1] >= 2 and truth_mask.any():
+    has_truth = truth_mask.any() if truth_frames is None else truth_frames > 0
+    if output.aux.shape[-1] >= 2 and has_truth:
         scales = torch.as_tensor(config.aux_scales, dtype=target.dtype, device=target.device)
-        aux = _masked_mean((((output.aux[..., :2] - batch['truth']) / scales) ** 2).sum(-1), truth_mask)
+        aux = _masked_mean((((output.aux[..., :2] - batch['truth']) / scales) ** 2).sum(-1), truth_mask,
+                           truth_frames)
     else:
         aux = target.new_zeros(())
     total = cmd + config.reference_weight * ref + config.aux_weight * aux

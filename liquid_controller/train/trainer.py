@@ -28,6 +28,7 @@ from liquid_controller.errors import InputError
 from liquid_controller.train import checkpoint as ckpt
 from liquid_controller.train.config import TrainConfig
 from liquid_controller.train.curves import plot_learning_curves
+from liquid_controller.train.distributed import DistributedContext, context_from_env
 from liquid_controller.train.losses import barrier_layer, compute_loss, filter_commands, lane_input
 
 # TrainConfig fields that may change when a run is resumed (they do not change what was learned so far)
@@ -47,6 +48,8 @@ class TrainResult:
     stopped: str                      # 'epochs', 'max_steps' or 'early_stopping'
     card: object = None
     data: dict = field(default_factory=dict)
+    rank: int = 0                     # this process's rank; only rank 0 wrote the model file
+    world_size: int = 1
 
 
 def select_device(name):
@@ -70,50 +73,80 @@ def _chunk(batch, a, b):
     return {k: v[:, a:b] for k, v in batch.items()}
 
 
-def tbptt_update(policy, optimizer, batch, config, command_scale, layer=None):
+def tbptt_update(policy, optimizer, batch, config, command_scale, layer=None, model=None, dist=None):
     """Truncated BPTT over one batch of windows: one optimiser update per chunk of ``tbptt_steps``
     frames, hidden state carried across chunks and detached between them.
 
     batch: dict of (B, T, ...) tensors on the policy's device (images float (B, T, 3, H, W)).
-    Returns the frame-weighted mean loss terms (floats).
+    model: what to call forward on (``policy`` itself, or its DistributedDataParallel wrapper);
+    dist: the DistributedContext when ``batch`` is this rank's shard of a global batch (see
+    train/distributed.py: losses are normalised by the global frame counts, gradients summed).
+    Returns the frame-weighted mean loss terms (floats) of the whole (global) batch.
     """
     policy.train()
+    model = policy if model is None else model
+    world = dist.world_size if dist is not None else 1
     state, sums, frames = None, {}, 0
     steps = batch['images'].shape[1]
     for a in range(0, steps, config.tbptt_steps):
         part = _chunk(batch, a, min(a + config.tbptt_steps, steps))
-        if not part['mask'].any():
+        counts = None
+        if dist is not None and dist.active:
+            local = [float(part['mask'].sum()), float((part['truth_mask'] & part['mask']).sum())]
+            counts = tuple(int(round(v)) for v in dist.all_sum_floats(local))
+            if counts[0] == 0:
+                break                                   # only padding left in every rank's windows
+        elif not part['mask'].any():
             break                                       # only padding left in every window
-        out, state = policy(part['images'], part['imu'], part['dt'], state)
-        terms = compute_loss(out, part, config, command_scale, layer)
+        out, state = model(part['images'], part['imu'], part['dt'], state)
+        terms = compute_loss(out, part, config, command_scale, layer, counts=counts)
         optimizer.zero_grad(set_to_none=True)
-        terms.total.backward()
+        (terms.total * world).backward()                # DDP averages over ranks: x world = the sum
         torch.nn.utils.clip_grad_norm_(policy.parameters(), config.grad_clip)
         optimizer.step()
         state = state.detach()                          # truncate the gradient between chunks
-        for k, v in terms.detached().items():
-            sums[k] = sums.get(k, 0.0) + v * terms.frames
-        frames += terms.frames
+        values = terms.detached()
+        chunk_frames = terms.frames
+        if counts is not None:                          # shares of the global means: add them up
+            names = sorted(values)
+            values = dict(zip(names, dist.all_sum_floats([values[k] for k in names])))
+            chunk_frames = counts[0]
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + v * chunk_frames
+        frames += chunk_frames
     return {k: v / max(1, frames) for k, v in sums.items()}
 
 
 class Trainer:
     """Owns the data, the policy, the optimiser and the loop. Use :func:`train` for the whole run."""
 
-    def __init__(self, config: TrainConfig, bags, run_dir, cache_dir=None, progress=True):
+    def __init__(self, config: TrainConfig, bags, run_dir, cache_dir=None, progress=True, dist=None):
         if not isinstance(config, TrainConfig):
             raise InputError('config', type(config).__name__, 'expected a TrainConfig')
         self.config = config
         self.run_dir = Path(run_dir)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.run_dir.parent / 'cache'
-        self.progress = progress
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         self.device = select_device(config.device)
-        self._prepare_data(bags)
+        self.dist = dist if dist is not None else DistributedContext()
+        if self.dist.backend == 'nccl':
+            self.device = torch.device('cuda', self.dist.local_rank)   # one GPU per process
+        self.progress = progress and self.dist.is_main                 # one progress bar, from rank 0
+        if self.dist.active and config.batch_size < self.dist.world_size:
+            raise InputError('train.batch_size', config.batch_size,
+                             f'the global batch must hold at least one window per process '
+                             f'(world size {self.dist.world_size})')
+        # rank 0 builds the dataset cache; the others wait and read it (nobody rebuilds it)
+        if self.dist.is_main:
+            self._prepare_data(bags)
+        self.dist.barrier()
+        if not self.dist.is_main:
+            self._prepare_data(bags)
         from liquid_controller.policy.driving_policy import DrivingPolicy
         self.policy_config = config.policy_config()
         self.policy = DrivingPolicy(self.policy_config).to(self.device)
+        self.model = self.dist.wrap(self.policy, self.device)   # DDP: broadcasts rank 0's weights
         self.safety_config = config.safety_config()
         self.layer = barrier_layer(self.safety_config).to(self.device) if config.use_barrier else None
         self.command_scale = torch.tensor([self.policy_config.v_max, self.policy_config.w_max],
@@ -201,16 +234,29 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ training
     def train_step(self, indices):
-        """One batch of windows with truncated BPTT; returns the frame-weighted mean loss terms."""
+        """One global batch of windows with truncated BPTT; returns the frame-weighted mean loss terms.
+
+        Every rank builds and augments the whole global batch with the same generator, then trains
+        on its shard of rows (train/distributed.py), so the result does not depend on the world size.
+        """
         c = self.config
         batch = _to_device(default_collate([self.train_set[i] for i in indices]), self.device)
         g = torch.Generator().manual_seed(c.seed * 1_000_003 + 7919 * (self.step + 1))
         if c.augment.mirror > 0:
             batch, _ = mirror_batch(batch, c.augment.mirror, self.imu_mean, self.imu_std, g)
         batch['images'] = augment_images(batch['images'], c.augment, g)
+        if self.dist.active:
+            rows = torch.arange(len(indices))
+            mine = self.dist.shard(rows)
+            if mine.numel() == 0:     # a short last batch: train on row 0 with no valid frame (zero loss)
+                mine = rows[:1]
+                batch = {**batch, 'mask': torch.zeros_like(batch['mask']),
+                         'truth_mask': torch.zeros_like(batch['truth_mask'])}
+            batch = {k: v[mine.to(v.device)] for k, v in batch.items()}
         for group in self.optimizer.param_groups:
             group['lr'] = self._lr(self.step)
-        terms = tbptt_update(self.policy, self.optimizer, batch, c, self.command_scale, self.layer)
+        terms = tbptt_update(self.policy, self.optimizer, batch, c, self.command_scale, self.layer,
+                             model=self.model, dist=self.dist)
         self.step += 1
         return terms
 
@@ -222,7 +268,8 @@ class Trainer:
         self.policy.eval()
         c = self.config
         sums, frames, abs_err, aux_err, truth_frames = {}, 0, torch.zeros(2), torch.zeros(2), 0
-        for i in range(0, len(self.val_set), c.batch_size):
+        # the same batches as one process would make; each rank validates its share of them
+        for i in self.dist.shard(range(0, len(self.val_set), c.batch_size)):
             idx = range(i, min(i + c.batch_size, len(self.val_set)))
             batch = _to_device(default_collate([self.val_set[j] for j in idx]), self.device)
             out, _ = self.policy(batch['images'], batch['imu'], batch['dt'])
@@ -237,6 +284,13 @@ class Trainer:
             if out.aux.shape[-1] >= 2:
                 aux_err += ((out.aux[..., :2] - batch['truth']).abs() * tm).sum(dim=(0, 1)).cpu()
             truth_frames += int(tm.sum())
+        if self.dist.active:
+            names = ('loss', 'command', 'reference', 'aux', 'intervention', 'infeasible')
+            total = self.dist.all_sum_floats([sums.get(k, 0.0) for k in names] + [frames, truth_frames]
+                                             + abs_err.tolist() + aux_err.tolist())
+            sums = dict(zip(names, total[:6]))
+            frames, truth_frames = int(round(total[6])), int(round(total[7]))
+            abs_err, aux_err = torch.tensor(total[8:10]), torch.tensor(total[10:12])
         res = {f'val_{k}': v / max(1, frames) for k, v in sums.items()}
         res['val_mae_v'], res['val_mae_w'] = (abs_err / max(1, frames)).tolist()
         if truth_frames:
@@ -256,7 +310,9 @@ class Trainer:
                 'train_seconds': self.train_seconds, 'config': self.config.to_dict()}
 
     def save_checkpoint(self):
-        ckpt.save_checkpoint(self.run_dir, self.policy, self.optimizer, self._state())
+        """Write the checkpoint (rank 0 only: every rank holds the same weights and state)."""
+        if self.dist.is_main:
+            ckpt.save_checkpoint(self.run_dir, self.policy, self.optimizer, self._state())
 
     def resume(self):
         """Continue from the checkpoint in run_dir (same config up to RESUMABLE_CHANGES)."""
@@ -338,7 +394,8 @@ class Trainer:
         improved = self.best['val_loss'] is None or score < self.best['val_loss'] - c.min_delta
         if improved:
             self.best = {'val_loss': score, 'epoch': self.epoch + 1, 'step': self.step}  # weights of this step
-            ckpt.save_tensors(self.run_dir / ckpt.BEST_FILE, self.policy.state_dict(), self.step)
+            if self.dist.is_main:
+                ckpt.save_tensors(self.run_dir / ckpt.BEST_FILE, self.policy.state_dict(), self.step)
             self.bad_epochs = 0
         elif complete:                                  # patience counts whole epochs only
             self.bad_epochs += 1
@@ -387,6 +444,8 @@ class Trainer:
         training = {'data': self.data_summary(), 'config': self.config.to_dict(), 'steps': self.step,
                     'epochs': len(self.history['epochs']), 'stopped': stopped,
                     'train_seconds': round(self.train_seconds, 2), 'device': str(self.device),
+                    'world_size': self.dist.world_size, 'global_batch': self.config.batch_size,
+                    **({'distributed_backend': self.dist.backend} if self.dist.active else {}),
                     'torch': torch.__version__, 'machine': platform.machine(),
                     'parameters': policy.num_parameters(), 'liquid_neurons': policy.liquid_neurons,
                     'curves': str(self.run_dir / 'curves.png'), 'history_epochs': self.history['epochs']}
@@ -418,26 +477,36 @@ def train(config: TrainConfig, bags, out, run_dir=None, cache_dir=None, resume=F
                                                  'without --resume to start a new run')
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    trainer = Trainer(config, bags, run_dir, cache_dir=cache_dir, progress=progress)
-    if log is not None:
-        for line in trainer.split_report():
-            log(line)
-    if resume:
-        trainer.resume()
-    else:
-        # a fresh run must not inherit an old run's best weights, nor leave its checkpoint to resume
-        for name in (ckpt.STATE_FILE, ckpt.MODEL_FILE, ckpt.OPTIM_FILE, ckpt.BEST_FILE):
-            (run_dir / name).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / 'config.yaml')
-    stopped = trainer.fit()
-    curves = plot_learning_curves(
-        trainer.history, run_dir / 'curves.png',
-        title=f'{config.name}: {trainer.policy_config.core}, {trainer.policy.num_parameters()} parameters, '
-              f'{trainer.train_set.frames} training frames')
-    card, metrics = trainer.export(out, stopped)
+    dist = context_from_env(select_device(config.device))
+    try:
+        trainer = Trainer(config, bags, run_dir, cache_dir=cache_dir, progress=progress, dist=dist)
+        if log is not None and dist.is_main:
+            for line in trainer.split_report():
+                log(line)
+        if resume:
+            trainer.resume()
+        elif dist.is_main:
+            # a fresh run must not inherit an old run's best weights, nor leave its checkpoint to resume
+            for name in (ckpt.STATE_FILE, ckpt.MODEL_FILE, ckpt.OPTIM_FILE, ckpt.BEST_FILE):
+                (run_dir / name).unlink(missing_ok=True)
+        if dist.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            config.save(run_dir / 'config.yaml')
+        dist.barrier()              # no rank starts before rank 0 has cleared an old run's files
+        stopped = trainer.fit()
+        card, metrics, curves = None, {}, None
+        if dist.is_main:            # one process writes the curves and the model file
+            curves = plot_learning_curves(
+                trainer.history, run_dir / 'curves.png',
+                title=f'{config.name}: {trainer.policy_config.core}, {trainer.policy.num_parameters()} '
+                      f'parameters, {trainer.train_set.frames} training frames'
+                      + (f', {dist.world_size} processes' if dist.active else ''))
+            card, metrics = trainer.export(out, stopped)
+        dist.barrier()
+    finally:
+        dist.close()
     json_path = out.with_suffix('.json') if out.suffix in ('', '.json', '.safetensors') else \
         Path(str(out) + '.json')                       # the naming rule of runtime.model_file.save_model
     return TrainResult(model_path=json_path, run_dir=run_dir, curves_path=curves,
                        metrics=metrics, history=trainer.history, steps=trainer.step, stopped=stopped,
-                       card=card, data=trainer.data_summary())
+                       card=card, data=trainer.data_summary(), rank=dist.rank, world_size=dist.world_size)
