@@ -7,8 +7,18 @@
 
 Arguments: sim (mujoco | gazebo | none), use_sim_time (default: true for a simulator, false for none),
 params_file (controller parameters, default config/controller.yaml), model (overrides the params
-file's `model` when not empty), namespace, scene (mujoco), world (gazebo), and topic remaps
-image_topic, imu_topic, odom_topic, cmd_vel_topic.
+file's `model` when not empty), namespace, scene (mujoco: the sim_node scene; gazebo: the scene the
+world is generated from), world (gazebo: an SDF world file; empty = generate one from `scene`),
+headless (gazebo: run the gz sim server only, no GUI), and topic remaps image_topic, imu_topic,
+odom_topic, cmd_vel_topic.
+
+sim:=mujoco starts sim_node with config/sim_node.yaml (the `scene` argument overrides its scene).
+sim:=gazebo without `world` writes the Gazebo world for `scene` at launch time
+(liquid_controller.sim.gazebo_world: the same ground raster, lane, markings, colours, obstacles, camera
+and rover as the MuJoCo scene, rover included at the start pose) into a fresh temporary folder and adds
+that folder to GZ_SIM_RESOURCE_PATH for the ground texture. With `world`, the world name is read from
+the file, and the scene's rover (the SDF of config/gazebo/rover.sdf with that scene's camera mounting)
+is spawned at the scene's start pose unless the world already has a model named `rover`.
 
 The controller is a lifecycle node: this file configures it at start and activates it once that
 configure succeeded (configuring -> inactive). Only that first configure is followed by an activate: a later
@@ -22,11 +32,14 @@ Executables used: liquid_controller controller_node and sim_node; ros_gz_sim gz_
 create; ros_gz_bridge parameter_bridge (config/gz_bridge.yaml).
 """
 import os
+import tempfile
+import xml.etree.ElementTree as ET
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import (DeclareLaunchArgument, EmitEvent, IncludeLaunchDescription, LogInfo,
-                            OpaqueFunction, RegisterEventHandler, UnregisterEventHandler)
+from launch.actions import (AppendEnvironmentVariable, DeclareLaunchArgument, EmitEvent,
+                            IncludeLaunchDescription, LogInfo, OpaqueFunction, RegisterEventHandler,
+                            UnregisterEventHandler)
 from launch.event_handlers import OnProcessExit
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
@@ -67,6 +80,39 @@ def _fatal_exit(name):
             f'{name} exited with code {event.returncode} while the launch was running '
             '(its output is above); stopping the launch'])]
     return on_exit
+
+
+def _gazebo_world(world, scene, headless):
+    """What the Gazebo branch runs: {'world': SDF path, 'name': world name, 'resource_dir': folder for
+    GZ_SIM_RESOURCE_PATH or None, 'spawn': (x, y, z, yaw) to spawn 'rover' (the scene's rover SDF,
+    written to a temporary folder) at, or None when the world has the rover, 'gz_args': arguments of
+    `gz sim`}. Without ``world`` the world for ``scene`` is generated
+    (liquid_controller.sim.gazebo_world) into a new temporary folder; ``headless``: server only (-s)."""
+    from liquid_controller.sim.gazebo_world import read_world_name, write_gazebo_world, write_rover_sdf
+    resource_dir = rover = None
+    if not world:
+        resource_dir = tempfile.mkdtemp(prefix='liquid_controller_gz_')
+        paths = write_gazebo_world(scene, resource_dir)
+        world, name, spawn = paths['world'], paths['name'], None
+    else:
+        if not os.path.isfile(world):
+            raise FileNotFoundError(f'world:={world}: no such file (an SDF world; leave world empty to '
+                                    f'generate one from scene:={scene})')
+        name = read_world_name(world)
+        has_rover = any(m.get('name') == 'rover' for m in ET.parse(world).getroot().iter('model'))
+        spawn = None
+        if not has_rover:
+            from liquid_controller.sim.scene import load_scene
+            from liquid_controller.sim.track import Track
+            from liquid_controller.sim.mjcf import WHEEL_RADIUS
+            spec = load_scene(scene)
+            x, y, yaw = Track(spec.track, spec.source).pose_at(0.0)
+            spawn = (float(x), float(y), WHEEL_RADIUS, float(yaw))
+            # the rover with this scene's camera mounting (config/gazebo/rover.sdf is the summer one)
+            rover = write_rover_sdf(spec, tempfile.mkdtemp(prefix='liquid_controller_gz_rover_'))
+    gz_args = ('-s ' if headless else '') + f'-r {world}'
+    return {'world': world, 'name': name, 'resource_dir': resource_dir, 'spawn': spawn, 'rover': rover,
+            'gz_args': gz_args}
 
 
 def _setup(context):
@@ -126,28 +172,35 @@ def _setup(context):
         EmitEvent(event=ChangeState(lifecycle_node_matcher=lambda action: action is controller,
                                     transition_id=Transition.TRANSITION_CONFIGURE)),
     ]
+    scene = LaunchConfiguration('scene').perform(context)
     if sim == 'mujoco':
+        # The shipped parameter file first (every sim_node parameter, documented), then the launch
+        # argument: scene:= picks the scene without a parameter file of one's own.
         sim_node = Node(package=PACKAGE, executable='sim_node', name='sim_node', namespace=namespace,
                         output='screen',
-                        parameters=[{'scene': LaunchConfiguration('scene').perform(context),
-                                     'real_time_factor': 1.0}],
+                        parameters=[os.path.join(share, 'config', 'sim_node.yaml'), {'scene': scene}],
                         remappings=remaps)
         actions += [
             RegisterEventHandler(OnProcessExit(target_action=sim_node, on_exit=_fatal_exit('sim_node'))),
             sim_node,
         ]
     elif sim == 'gazebo':
-        world = LaunchConfiguration('world').perform(context) or \
-            os.path.join(share, 'config', 'gazebo', 'track_world.sdf')
-        rover = os.path.join(share, 'config', 'gazebo', 'rover.sdf')
+        gz = _gazebo_world(LaunchConfiguration('world').perform(context), scene,
+                           _bool(LaunchConfiguration('headless').perform(context)))
         gz_launch = os.path.join(get_package_share_directory('ros_gz_sim'), 'launch', 'gz_sim.launch.py')
+        actions.append(LogInfo(msg=f"gazebo world {gz['name']!r}: {gz['world']}"))
+        if gz['resource_dir']:
+            actions.append(AppendEnvironmentVariable('GZ_SIM_RESOURCE_PATH', gz['resource_dir']))
+        actions.append(IncludeLaunchDescription(PythonLaunchDescriptionSource(gz_launch),
+                                                launch_arguments={'gz_args': gz['gz_args']}.items()))
+        if gz['spawn'] is not None:
+            x, y, z, yaw = gz['spawn']
+            actions.append(Node(package='ros_gz_sim', executable='create', output='screen',
+                                arguments=['-world', gz['name'], '-name', 'rover', '-file', gz['rover'],
+                                           '-x', f'{x:.4f}', '-y', f'{y:.4f}', '-z', f'{z:.4f}',
+                                           '-Y', f'{yaw:.4f}'],
+                                parameters=[{'use_sim_time': use_sim_time}]))
         actions += [
-            IncludeLaunchDescription(PythonLaunchDescriptionSource(gz_launch),
-                                     launch_arguments={'gz_args': f'-r {world}'}.items()),
-            Node(package='ros_gz_sim', executable='create', output='screen',
-                 arguments=['-world', 'liquid_track', '-name', 'rover', '-file', rover,
-                            '-x', '3.0', '-y', '0.0', '-z', '0.05', '-Y', '1.5708'],
-                 parameters=[{'use_sim_time': use_sim_time}]),
             Node(package='ros_gz_bridge', executable='parameter_bridge', name='gz_bridge',
                  namespace=namespace, output='screen',
                  parameters=[{'config_file': os.path.join(share, 'config', 'gz_bridge.yaml'),
@@ -170,9 +223,13 @@ def generate_launch_description():
                               description='model name in models/ or path to NAME.json (overrides the '
                                           'params file when set)'),
         DeclareLaunchArgument('namespace', default_value='', description='namespace of all nodes'),
-        DeclareLaunchArgument('scene', default_value='summer', description='MuJoCo scene (sim:=mujoco)'),
+        DeclareLaunchArgument('scene', default_value='summer',
+                              description='scene name or YAML path: the MuJoCo scene (sim:=mujoco), the '
+                                          'scene the Gazebo world is generated from (sim:=gazebo)'),
         DeclareLaunchArgument('world', default_value='',
-                              description='Gazebo world SDF (default: config/gazebo/track_world.sdf)'),
+                              description='Gazebo world SDF (default: generated from `scene` at launch)'),
+        DeclareLaunchArgument('headless', default_value='false',
+                              description='sim:=gazebo: run the gz sim server only (no GUI)'),
         DeclareLaunchArgument('image_topic', default_value='', description='remap camera/image_raw'),
         DeclareLaunchArgument('imu_topic', default_value='', description='remap imu/data'),
         DeclareLaunchArgument('odom_topic', default_value='', description='remap odom'),

@@ -32,9 +32,10 @@ import numpy as np
 import torch
 
 from liquid_controller.errors import InputError
+from liquid_controller.messages.diagnostics import neuron_labels
 from liquid_controller.policy import saliency as sal
 
-__all__ = ['Trace', 'run_bag', 'run_sim', 'sensory_inputs', 'activity_groups', 'tree_features',
+__all__ = ['r2_comment', 'HOLDOUT_TEXT', 'ATTENTION_COLUMNS', 'Trace', 'run_bag', 'run_sim', 'sensory_inputs', 'activity_groups', 'tree_features',
            'TreeFit', 'fit_tree', 'fidelity_curve', 'attention_metrics', 'attention_columns', 'frame_attention',
            'plot_neuron_activity', 'plot_tree', 'plot_fidelity', 'save_attention_examples',
            'ExplainResult', 'explain_model', 'run_explanation', 'write_summary', 'saliency_map',
@@ -267,20 +268,23 @@ def sensory_inputs(policy, trace, batch=256):
 
 
 def activity_groups(policy, trace):
-    """{group: (values (T, n), names)} in display order: sensory, then the policy's neuron groups
-    (liquid: inter, command, motor, named n<id>; lstm: hidden h<i>, cell c<i>)."""
+    """{group: (values (T, n), names)} in display order: sensory, then the policy's neuron groups.
+
+    Neurons are named as the controller node names them on ``~/neurons`` and replay writes them into
+    its output bags (:func:`liquid_controller.messages.diagnostics.neuron_labels`): the group name and
+    the rank within the group, ``motor0, motor1, command0.., inter0..`` for liquid cores,
+    ``hidden0.., cell0..`` for the LSTM, so a neuron in a plot, a tree rule and a Foxglove panel is
+    the same name.
+    """
     x, names = sensory_inputs(policy, trace)
     groups = {'sensory': (x, names)}
     labels = policy.neuron_groups()
-    prefix = {'hidden': 'h', 'cell': 'c'}
+    size = trace.neurons.shape[1]
+    node_names = neuron_labels({g: [int(i) for i in idx] for g, idx in labels.items()}, size)
     for g in ('inter', 'command', 'motor', 'hidden', 'cell'):
-        if g in labels and labels[g]:
-            idx = list(labels[g])
-            if g in prefix:
-                names = [f'{prefix[g]}{i - idx[0]}' for i in idx]
-            else:
-                names = [f'n{i}' for i in idx]
-            groups[g] = (trace.neurons[:, idx], names)
+        if g in labels and len(labels[g]):
+            idx = [int(i) for i in labels[g]]
+            groups[g] = (trace.neurons[:, idx], [node_names[i] for i in idx])
     return groups
 
 
@@ -327,12 +331,36 @@ class TreeFit:
     holdout: str = 'blocks'
 
     def to_dict(self):
-        return {k: getattr(self, k) for k in ('feature_names', 'target_name', 'leaves', 'r2_train',
-                                              'r2_test', 'rules', 'n_train', 'n_test', 'holdout')}
+        d = {k: getattr(self, k) for k in ('feature_names', 'target_name', 'leaves', 'r2_train',
+                                           'r2_test', 'rules', 'n_train', 'n_test', 'holdout')}
+        d['holdout_text'] = HOLDOUT_TEXT.get(self.holdout, self.holdout)
+        d['r2_comment'] = r2_comment(self.r2_test)
+        return d
 
 
 HOLDOUTS = ('blocks', 'tail')
 _BLOCKS = 10
+# How each hold-out is described in the report and summary (item 10: "held out: blocks stretches").
+HOLDOUT_TEXT = {
+    'blocks': 'every third of 10 contiguous blocks of the run (whole stretches of driving)',
+    'tail': 'the last part of the run (one contiguous stretch)',
+}
+
+
+def r2_comment(r2):
+    """One sentence saying what a held-out R^2 (fidelity) means for reading the tree's rules."""
+    if r2 is None or not math.isfinite(r2):
+        return 'undefined: the command is constant over the held-out frames, so there is nothing to explain'
+    if r2 >= 0.9:
+        return 'high: the rules reproduce the command on frames the tree never saw'
+    if r2 >= 0.5:
+        return 'moderate: the rules capture the main trend; details of the command depend on more'
+    if r2 >= 0.0:
+        return (f'low: the tree explains only {100 * r2:.0f}% of the held-out variance, so its rules are '
+                'rough tendencies, not how the network decides (typical for a command that barely '
+                'varies, such as a near-constant cruise speed, or one driven by features not given)')
+    return ('worse than predicting the mean: the rules do not carry over to held-out driving; do not '
+            'read them as an explanation')
 
 
 def _split(n, test_fraction, holdout='blocks'):
@@ -380,6 +408,8 @@ def fit_tree(x, y, feature_names, max_leaves=16, test_fraction=0.3, target_name=
     if isinstance(max_leaves, bool) or not isinstance(max_leaves, (int, np.integer)) or max_leaves < 2:
         raise InputError('max_leaves', max_leaves, 'must be an integer >= 2')
     test = _split(len(y), test_fraction, holdout)
+    if holdout == 'blocks' and len(y) < 4 * _BLOCKS:
+        holdout = 'tail'  # what _split does for short runs: say what was actually held out
     tree = DecisionTreeRegressor(max_leaf_nodes=int(max_leaves), random_state=seed)
     tree.fit(x[~test], y[~test])
     rules = export_text(tree, feature_names=list(feature_names), decimals=decimals)
@@ -539,18 +569,36 @@ def plot_neuron_activity(groups, stamps, nominal, path, title=''):
     return Path(path)
 
 
-def plot_tree(fit: TreeFit, path):
-    """Diagram of a fitted tree (sklearn.tree.plot_tree) as PNG."""
+TREE_DIAGRAM_DEPTH = 3      # levels drawn: 8 boxes across at most, readable at page width
+TREE_DIAGRAM_WIDTH_IN = 11.0  # inches at 100 dpi: 1100 px, about the width of a report page
+
+
+def plot_tree(fit: TreeFit, path, max_depth=TREE_DIAGRAM_DEPTH):
+    """Diagram of a fitted tree as PNG, readable at page width, plus the full rules as text.
+
+    Only the top ``max_depth`` levels are drawn (sklearn.tree.plot_tree; deeper subtrees show as
+    "(...)"), on a page-wide figure with a legible font: a 16-leaf tree drawn whole was 2300 px wide,
+    unreadable when shrunk into a page. The complete tree is written next to the PNG as
+    ``<name>.txt`` (the same rules as ``fit.rules``). Returns the PNG path.
+    """
     from sklearn.tree import plot_tree as sk_plot_tree
+    if isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 1:
+        raise InputError('max_depth', max_depth, 'must be an integer >= 1')
     plt = _plt()
-    width = max(8.0, 1.6 * fit.leaves)
-    fig, ax = plt.subplots(figsize=(width, 6))
-    sk_plot_tree(fit.tree, feature_names=fit.feature_names, filled=True, rounded=True, precision=3,
-                 fontsize=7, ax=ax, impurity=False)
-    ax.set_title(f'{fit.target_name}: {fit.leaves} leaves, held-out R^2 = {fit.r2_test:.3f}')
+    depth = int(fit.tree.get_depth())
+    shown = min(depth, max_depth)
+    fig, ax = plt.subplots(figsize=(TREE_DIAGRAM_WIDTH_IN, 1.4 + 1.3 * (shown + 1)))
+    sk_plot_tree(fit.tree, feature_names=fit.feature_names, filled=True, rounded=True, precision=2,
+                 fontsize=7, ax=ax, impurity=False, max_depth=max_depth, proportion=True)
+    levels = f'all {depth} levels' if depth <= max_depth else f'top {shown} of {depth} levels'
+    ax.set_title(f'{fit.target_name}: {fit.leaves} leaves ({levels}; full rules in {Path(path).stem}.txt), '
+                 f'held-out R^2 = {fit.r2_test:.2f}', fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
+    Path(path).with_suffix('.txt').write_text(
+        f'# {fit.target_name}: {fit.leaves} leaves, held-out R^2 = {fit.r2_test:.3f} '
+        f'({r2_comment(fit.r2_test)})\n{fit.rules}')
     return Path(path)
 
 
@@ -591,8 +639,28 @@ def save_attention_examples(policy, trace, path, count=3, samples=8):
     img = Image.fromarray(grid)
     if scale > 1:
         img = img.resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
-    img.save(path)
+    labels = ATTENTION_COLUMNS[:len(tiles)]
+    _label_columns(img, labels, tile_width=trace.frames[idx[0]].shape[1] * scale).save(path)
     return Path(path)
+
+
+# Column titles of attention.png, in the order save_attention_examples draws the tiles.
+ATTENTION_COLUMNS = ('camera frame', 'VisualBackProp', 'SmoothGrad', 'road mask (ground truth)')
+ATTENTION_HEADER_PX = 24
+
+
+def _label_columns(img, labels, tile_width):
+    """``img`` with a white header band naming each column (one label per ``tile_width`` pixels)."""
+    from PIL import Image, ImageDraw, ImageFont
+    out = Image.new('RGB', (img.width, img.height + ATTENTION_HEADER_PX), 'white')
+    out.paste(img, (0, ATTENTION_HEADER_PX))
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=14)
+    for i, label in enumerate(labels):
+        left, _, right, _ = draw.textbbox((0, 0), label, font=font)
+        x = i * tile_width + max(2, (tile_width - (right - left)) // 2)
+        draw.text((x, 4), label, fill='black', font=font)
+    return out
 
 
 # -------------------------------------------------------------------------------------------------
@@ -651,7 +719,7 @@ def explain_model(model, out_dir, bag=None, scene=None, sim_seconds=3.0, max_lea
                                                      out / f'{prefix}neurons.png', f'{name}: neuron activity')
     x, names = tree_features(policy, trace, include_inputs)
     fit = fit_tree(x, trace.nominal[:, 1], names, max_leaves=max_leaves, target_name='w (rad/s)')
-    images['decision tree'] = plot_tree(fit, out / f'{prefix}tree.png')
+    images['decision tree'] = plot_tree(fit, out / f'{prefix}tree.png')  # and {prefix}tree.txt
     fidelity = fidelity_curve(x, trace.nominal[:, 1], names, leaf_counts)
     att_trace = sim_trace if sim_trace is not None else trace
     attention = {m: attention_metrics(policy, att_trace, method=m, max_frames=attention_frames,
@@ -659,8 +727,10 @@ def explain_model(model, out_dir, bag=None, scene=None, sim_seconds=3.0, max_lea
                  for m in ('visual_backprop', 'smoothgrad')}
     images['attention'] = save_attention_examples(policy, att_trace, out / f'{prefix}attention.png')
     tree = fit.to_dict()
-    tree['speed_r2_test'] = fit_tree(x, trace.nominal[:, 0], names, max_leaves=max_leaves,
-                                     target_name='v (m/s)').r2_test
+    speed = fit_tree(x, trace.nominal[:, 0], names, max_leaves=max_leaves, target_name='v (m/s)')
+    tree['speed_r2_test'] = speed.r2_test
+    tree['speed_r2_comment'] = r2_comment(speed.r2_test)
+    tree['speed_std'] = float(np.std(trace.nominal[:, 0]))  # how much there was to explain (m/s)
     return ExplainResult(name=name, card=model.card.to_dict(), source=trace.source
                          + (f'; attention on {sim_trace.source}' if sim_trace is not None and bag else ''),
                          frames=len(trace), tree=tree, fidelity=fidelity, attention=attention, images=images)

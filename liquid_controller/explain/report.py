@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from liquid_controller.errors import InputError
+from liquid_controller.explain.analysis import HOLDOUT_TEXT, r2_comment
 
 __all__ = ['png_data_uri', 'build_report', 'write_report']
 
@@ -58,6 +59,19 @@ def _attention_rows(result):
              a.get('saliency_ssim'), a.get('saliency_ssim_min')] for m, a in result.attention.items()]
 
 
+def _holdout_text(tree):
+    """What was held out, in words (older summaries carry only the hold-out's name)."""
+    return tree.get('holdout_text') or HOLDOUT_TEXT.get(tree.get('holdout'), str(tree.get('holdout')))
+
+
+def _with_comment(r2, target_std=None):
+    """An R^2 cell with what it means (a bare 0.11 reads like a failure or like nothing)."""
+    text = f'{_fmt(r2)} ({r2_comment(r2)})'
+    if target_std is not None and math.isfinite(target_std):
+        text += f'; the command varied by {target_std:.3f} (std) over the run'
+    return text
+
+
 def build_report(result) -> str:
     """HTML text for an :class:`~liquid_controller.explain.analysis.ExplainResult` (with its baseline)."""
     r = result
@@ -76,8 +90,9 @@ def build_report(result) -> str:
          ['liquid neurons', policy.get('units') if policy.get('core') in ('cfc', 'ltc') else 0],
          ['neuron groups', ', '.join(f'{k}: {len(v)}' for k, v in groups.items()) or 'n/a'],
          ['data', r.source], ['frames analysed', r.frames],
-         ['tree leaves', r.tree.get('leaves')], ['steering tree held-out R^2', r.tree.get('r2_test')],
-         ['speed tree held-out R^2', r.tree.get('speed_r2_test')]]))
+         ['tree leaves', r.tree.get('leaves')],
+         ['steering tree held-out R^2', _with_comment(r.tree.get('r2_test'))],
+         ['speed tree held-out R^2', _with_comment(r.tree.get('speed_r2_test'), r.tree.get('speed_std'))]]))
     parts.append('<h2 id="attention">Attention</h2><p>Where the network looks: VisualBackProp (conv '
                  'features, as in the NCP paper) and SmoothGrad (|d steering / d pixel|). '
                  '<b>attention on road</b>: share of saliency mass on the simulator\'s ground-truth lane '
@@ -98,7 +113,9 @@ def build_report(result) -> str:
                  f'command {html.escape(str(r.tree.get("target_name")))}: {r.tree.get("leaves")} leaves, '
                  f'R^2 train {_fmt(r.tree.get("r2_train"))}, held-out {_fmt(r.tree.get("r2_test"))} '
                  f'({r.tree.get("n_train")} train / {r.tree.get("n_test")} held-out frames; held out: '
-                 f'{html.escape(str(r.tree.get("holdout")))} stretches).</p>'
+                 f'{html.escape(_holdout_text(r.tree))}). Fidelity '
+                 f'{html.escape(r2_comment(r.tree.get("r2_test")))}. The diagram shows the top levels; '
+                 f'the rules below are the whole tree.</p>'
                  f'<pre>{html.escape(r.tree.get("rules", ""))}</pre>')
     if 'decision tree' in r.images:
         parts.append(_img(r.images['decision tree'], 'decision tree diagram'))

@@ -25,6 +25,13 @@ IMAGE_ENCODINGS = {
     'bgra8': (4, (2, 1, 0)),
     'mono8': (1, (0, 0, 0)),
 }
+# YUV 4:2:2, two pixels in four bytes. sensor_msgs/image_encodings: 'yuv422' is UYVY (U Y0 V Y1),
+# 'yuv422_yuy2' is YUYV (Y0 U Y1 V); 'uyvy' / 'yuyv' are the names usb_cam and V4L2 use.
+YUV422_ENCODINGS = {'yuv422': 'uyvy', 'uyvy': 'uyvy', 'yuv422_yuy2': 'yuyv', 'yuyv': 'yuyv'}
+# Bayer mosaics, 8 bit: encoding -> colours of the 2x2 tile, row by row.
+BAYER_ENCODINGS = {'bayer_rggb8': 'rggb', 'bayer_bggr8': 'bggr', 'bayer_gbrg8': 'gbrg',
+                   'bayer_grbg8': 'grbg'}
+SUPPORTED_ENCODINGS = tuple(sorted([*IMAGE_ENCODINGS, *YUV422_ENCODINGS, *BAYER_ENCODINGS, 'mono16']))
 # Larger frames are rejected: a corrupt header must not make us allocate gigabytes.
 MAX_IMAGE_SIDE = 4096
 MAX_COMPRESSED_BYTES = 64 * 1024 * 1024
@@ -149,34 +156,129 @@ def _make_header(stamp, frame_id):
 
 # ------------------------------------------------------------------------------------------- decoders
 
+def _bytes_per_pixel(encoding):
+    if encoding in IMAGE_ENCODINGS:
+        return IMAGE_ENCODINGS[encoding][0]
+    if encoding in YUV422_ENCODINGS or encoding == 'mono16':
+        return 2
+    return 1  # Bayer
+
+
 def decode_image(msg):
     """sensor_msgs/Image -> (H, W, 3) uint8 RGB array (a copy, C-contiguous).
 
-    Accepts encodings rgb8, bgr8, rgba8, bgra8 (alpha dropped) and mono8 (replicated to 3 channels).
-    ``step`` may include row padding; ``is_bigendian`` is irrelevant for 8-bit channels but must be 0/1.
+    Encodings (the names of sensor_msgs/image_encodings, case-insensitive):
+
+    - rgb8, bgr8, rgba8, bgra8 (alpha dropped), mono8 (replicated to 3 channels);
+    - yuv422 (= UYVY) and uyvy, yuv422_yuy2 (= YUYV) and yuyv: BT.601 limited range, OpenCV's
+      integer arithmetic (equal to ``cv2.cvtColor(..., COLOR_YUV2RGB_UYVY / _YUY2)``); width even;
+    - bayer_rggb8, bayer_bggr8, bayer_gbrg8, bayer_grbg8: bilinear demosaicing, equal to OpenCV's
+      default ``COLOR_Bayer*2RGB`` (see :func:`_demosaic_bilinear`); width and height at least 3;
+    - mono16: scaled to 8 bit as round(value * 255 / 65535), byte order from ``is_bigendian``.
+
+    ``step`` may include row padding; ``is_bigendian`` must be 0/1 (it matters for mono16 only).
+    Anything wrong raises InputError naming the field (``encoding``, ``width``, ``step``, ``data``).
     """
     encoding = _field(msg, 'encoding')
-    if not isinstance(encoding, str) or encoding.lower() not in IMAGE_ENCODINGS:
-        raise InputError('encoding', encoding, f'unsupported; expected one of {sorted(IMAGE_ENCODINGS)}')
-    channels, order = IMAGE_ENCODINGS[encoding.lower()]
+    key = encoding.lower() if isinstance(encoding, str) else None
+    if key not in SUPPORTED_ENCODINGS:
+        raise InputError('encoding', encoding, f'unsupported; expected one of {list(SUPPORTED_ENCODINGS)}')
     height = _int_field(msg, 'height', 'height', 1, MAX_IMAGE_SIDE)
     width = _int_field(msg, 'width', 'width', 1, MAX_IMAGE_SIDE)
+    if key in YUV422_ENCODINGS and width % 2:
+        raise InputError('width', width, f'must be even for {encoding} (two pixels share U and V)')
+    if key in BAYER_ENCODINGS and (width < 3 or height < 3):
+        raise InputError('width' if width < 3 else 'height', min(width, height),
+                         f'must be at least 3 for {encoding} (demosaicing needs neighbours)')
+    bpp = _bytes_per_pixel(key)
     step = _int_field(msg, 'step', 'step', 0, 2**32 - 1)
-    if step < width * channels:
-        raise InputError('step', step, f'smaller than width*channels = {width * channels} for {encoding}')
+    if step < width * bpp:
+        raise InputError('step', step, f'smaller than width*bytes_per_pixel = {width * bpp} for {encoding}')
     big = _field(msg, 'is_bigendian')
     if isinstance(big, bool):
         big = int(big)
     if not isinstance(big, (int, np.integer)) or int(big) not in (0, 1):
-        raise InputError('is_bigendian', big, 'must be 0 or 1 (8-bit channels have no byte order)')
+        raise InputError('is_bigendian', big, 'must be 0 or 1')
     data = _as_bytes(_field(msg, 'data'), 'data')
     if len(data) == 0:
         raise InputError('data', 0, 'image data is empty')
     if len(data) != step * height:
         raise InputError('data', len(data), f'length must equal step*height = {step * height}')
-    rows = np.frombuffer(data, dtype=np.uint8).reshape(height, step)
-    pixels = rows[:, :width * channels].reshape(height, width, channels)
-    return np.ascontiguousarray(pixels[:, :, list(order)])  # (H, W, 3) RGB
+    rows = np.frombuffer(data, dtype=np.uint8).reshape(height, step)[:, :width * bpp]
+    if key in IMAGE_ENCODINGS:
+        channels, order = IMAGE_ENCODINGS[key]
+        pixels = rows.reshape(height, width, channels)
+        return np.ascontiguousarray(pixels[:, :, list(order)])  # (H, W, 3) RGB
+    if key in YUV422_ENCODINGS:
+        return _yuv422_to_rgb(rows, YUV422_ENCODINGS[key] == 'uyvy')
+    if key in BAYER_ENCODINGS:
+        return _demosaic_bilinear(rows, BAYER_ENCODINGS[key])
+    # mono16: round(v * 255 / 65535) = round(v / 257), never a tie for integers, so it is exact.
+    values = np.ascontiguousarray(rows).view('>u2' if int(big) else '<u2').astype(np.uint32)
+    gray = ((values * 2 + 257) // 514).astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+
+
+# BT.601 limited-range YUV -> RGB in OpenCV's fixed point (Q20), so the result equals cv2.cvtColor's
+# bit for bit rather than to within a rounding step.
+_YUV_SHIFT = 20
+_YUV_CY, _YUV_CVR, _YUV_CVG, _YUV_CUG, _YUV_CUB = 1220542, 1673527, -852492, -409993, 2116026
+
+
+def _yuv422_to_rgb(rows, uyvy):
+    """(H, 2W) uint8 packed YUV 4:2:2 -> (H, W, 3) RGB. ``uyvy``: byte order U Y0 V Y1, else Y0 U Y1 V."""
+    h = rows.shape[0]
+    quads = rows.reshape(h, -1, 4).astype(np.int64)
+    if uyvy:
+        u, y0, v, y1 = (quads[..., i] for i in range(4))
+    else:
+        y0, u, y1, v = (quads[..., i] for i in range(4))
+    y = np.stack([y0, y1], axis=-1).reshape(h, -1)
+    u = np.repeat(u - 128, 2, axis=1)
+    v = np.repeat(v - 128, 2, axis=1)
+    yy = np.maximum(y - 16, 0) * _YUV_CY
+    half = 1 << (_YUV_SHIFT - 1)
+    r = (yy + _YUV_CVR * v + half) >> _YUV_SHIFT
+    g = (yy + _YUV_CVG * v + _YUV_CUG * u + half) >> _YUV_SHIFT
+    b = (yy + _YUV_CUB * u + half) >> _YUV_SHIFT
+    return np.clip(np.stack([r, g, b], axis=-1), 0, 255).astype(np.uint8)
+
+
+def _demosaic_bilinear(raw, pattern):
+    """(H, W) uint8 Bayer mosaic -> (H, W, 3) RGB by bilinear interpolation, as OpenCV does it.
+
+    ``pattern``: colours of the top-left 2x2 tile, row by row ('rggb', ...). A missing colour is the
+    rounded mean of the nearest samples of that colour: 4 edge neighbours (green at red/blue sites),
+    4 diagonal neighbours (blue at red sites and vice versa), or the 2 row / column neighbours (red and
+    blue at green sites). Like OpenCV, the outermost rows and columns copy their inner neighbours.
+    """
+    h, w = raw.shape
+    x = raw.astype(np.int32)
+    p = np.pad(x, 1, mode='reflect')  # only interior results are kept; the padding value is irrelevant
+
+    def shifted(dy, dx):
+        return p[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+
+    cross = (shifted(-1, 0) + shifted(1, 0) + shifted(0, -1) + shifted(0, 1) + 2) >> 2
+    diagonal = (shifted(-1, -1) + shifted(-1, 1) + shifted(1, -1) + shifted(1, 1) + 2) >> 2
+    across = (shifted(0, -1) + shifted(0, 1) + 1) >> 1
+    updown = (shifted(-1, 0) + shifted(1, 0) + 1) >> 1
+    tile = np.array(list(pattern)).reshape(2, 2)
+    rows, cols = np.arange(h)[:, None] % 2, np.arange(w)[None, :] % 2
+    site = tile[rows, cols]                 # colour sampled at each pixel
+    row_mate = tile[rows, 1 - cols]         # colour of the horizontal neighbours
+    out = np.empty((h, w, 3), np.uint8)
+    for index, colour in enumerate('rgb'):
+        if colour == 'g':
+            value = np.where(site == 'g', x, cross)
+        else:
+            value = np.where(site == colour, x, diagonal)
+            value = np.where((site == 'g') & (row_mate == colour), across, value)
+            value = np.where((site == 'g') & (row_mate != colour), updown, value)
+        out[..., index] = value
+    out[:, 0], out[:, -1] = out[:, 1], out[:, -2]
+    out[0], out[-1] = out[1], out[-2]
+    return out
 
 
 def decode_compressed_image(msg):
@@ -508,3 +610,48 @@ def decode_float_array(msg):
     if data.shape[0] != len(labels):
         raise InputError('data', data.shape[0], f'expected {len(labels)} values for labels {labels}')
     return dict(zip(labels, data.tolist()))
+
+
+# ------------------------------------------------------------------------------------------------- TF
+
+def encode_transform(stamp, transform):
+    """A :class:`liquid_controller.sim.bridge.FrameTransform`-like object (``parent``, ``child``,
+    ``translation`` xyz, ``rotation`` xyzw) -> geometry_msgs/TransformStamped."""
+    from geometry_msgs.msg import TransformStamped
+    parent = _field(transform, 'parent')
+    child = _field(transform, 'child')
+    if not isinstance(child, str) or not child:
+        raise InputError('child_frame_id', child, 'expected a non-empty string')
+    t = _finite_vector(_field(transform, 'translation'), 3, 'transform.translation')
+    q = _finite_vector(_field(transform, 'rotation'), 4, 'transform.rotation')
+    if abs(np.linalg.norm(q) - 1.0) > 1e-6:
+        raise InputError('transform.rotation', q.tolist(), 'not a unit quaternion')
+    msg = TransformStamped(header=_make_header(stamp, parent), child_frame_id=child)
+    msg.transform.translation.x, msg.transform.translation.y, msg.transform.translation.z = t.tolist()
+    (msg.transform.rotation.x, msg.transform.rotation.y,
+     msg.transform.rotation.z, msg.transform.rotation.w) = q.tolist()
+    return msg
+
+
+def tf_message_type():
+    """tf2_msgs/TFMessage, or None when tf2_msgs is not importable.
+
+    tf2_msgs is not among the ROS 2 wheels on PyPI; a system ROS 2 (Jazzy, Kilted) has it. Callers
+    publish TF only when this returns a class and say once that they do not otherwise.
+    """
+    try:
+        from tf2_msgs.msg import TFMessage
+    except ImportError:
+        return None
+    return TFMessage
+
+
+def encode_tf(stamp, transforms, message_type=None):
+    """Transforms -> tf2_msgs/TFMessage (``message_type`` overrides the class, e.g. for tests).
+
+    Raises InputError naming ``tf2_msgs`` when the message package is missing.
+    """
+    cls = message_type or tf_message_type()
+    if cls is None:
+        raise InputError('tf2_msgs', None, 'tf2_msgs is not installed (not on PyPI; use a system ROS 2)')
+    return cls(transforms=[encode_transform(stamp, t) for t in transforms])

@@ -12,6 +12,8 @@
 - /clock: published reliable keep-last 1, so it matches both rclpy's use_sim_time subscription
   (best effort, depth 1) and reliable subscribers (a best-effort publisher would not match those).
 - camera_info: reliable, depth 1 (image_transport subscribers use default reliable QoS).
+- /tf: reliable keep-last 100, /tf_static: reliable, transient local, keep-last 1 (the profiles of
+  tf2_ros's TransformBroadcaster and StaticTransformBroadcaster, so tf2 listeners match them).
 """
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 
@@ -57,3 +59,15 @@ def state_qos(depth=10):
 def clock_qos():
     """/clock: reliable keep-last 1 (matches best-effort and reliable subscribers alike)."""
     return _keep_last(1, ReliabilityPolicy.RELIABLE)
+
+
+def tf_qos():
+    """/tf: reliable keep-last 100 (tf2_ros TransformBroadcaster's profile)."""
+    return _keep_last(100, ReliabilityPolicy.RELIABLE)
+
+
+def tf_static_qos():
+    """/tf_static: reliable, transient local, keep-last 1 (tf2_ros StaticTransformBroadcaster's
+    profile): a listener that starts later still receives the latched static transforms."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -4,11 +4,17 @@ Run: ``ros2 run liquid_controller sim_node --ros-args -p scene:=summer -p real_t
 (or ``python -m liquid_controller.ros.sim_node``).
 
 Publishes (relative names, remappable; stamps are simulation time):
-- ``camera/image_raw`` sensor_msgs/Image rgb8, frame ``camera_link``, sensor-data QoS (depth 1)
-- ``camera/camera_info`` sensor_msgs/CameraInfo (pinhole from the scene's camera field of view)
+- ``camera/image_raw`` sensor_msgs/Image rgb8, frame ``camera_optical_frame`` (REP-103 optical axes:
+  z forward, x right, y down), sensor-data QoS (depth 1)
+- ``camera/camera_info`` sensor_msgs/CameraInfo (pinhole from the scene's camera field of view), frame
+  ``camera_optical_frame``
 - ``imu/data`` sensor_msgs/Imu, every IMU sample (imu_rate_hz), frame ``imu_link``
 - ``odom`` nav_msgs/Odometry, ``odom`` -> ``base_link``, once per camera frame
 - ``range`` sensor_msgs/Range (only when ``range_sensor`` is true), frame ``range_link``
+- ``/tf`` odom -> base_link once per camera frame, ``/tf_static`` (transient local) base_link ->
+  camera_link -> camera_optical_frame, base_link -> imu_link and range_link, from the MuJoCo rover
+  description (:meth:`DrivingWorld.mount_poses`), via tf2_msgs/TFMessage. tf2_msgs is not on PyPI:
+  without it (no system ROS 2) the node logs once at start that TF is not published.
 - ``/clock`` rosgraph_msgs/Clock, simulation time, once per step (before that step's sensor messages)
 - ``~/ground_truth`` std_msgs/Float64MultiArray, once per frame, one dimension whose label is the
   comma-separated field list :data:`GROUND_TRUTH_FIELDS`: lateral_offset (m, + = left of the centre
@@ -41,8 +47,9 @@ from rclpy.node import Node
 from liquid_controller.config_base import config_from_dict, config_to_dict
 from liquid_controller.errors import InputError, LiquidControllerError
 from liquid_controller.messages import convert, qos
-from liquid_controller.sim.bridge import (GROUND_TRUTH_FIELDS, CommandGate, Pacer, camera_intrinsics,
-                                              ground_truth_vector)
+from liquid_controller.sim.bridge import (CAMERA_OPTICAL_FRAME, GROUND_TRUTH_FIELDS, CommandGate, Pacer,
+                                          camera_intrinsics, ground_truth_vector, odom_transform,
+                                          static_transforms)
 
 
 # name -> (default, description, (low, high) or None). Ranges are enforced by rcl through descriptors.
@@ -178,6 +185,16 @@ class SimNode(Node):
         self.pub_clock = self.create_publisher(convert_type('Clock'), '/clock', qos.clock_qos())
         self.pub_truth = self.create_publisher(convert_type('Float64MultiArray'), '~/ground_truth',
                                                qos.state_qos())
+        # TF needs tf2_msgs, which only a system ROS 2 provides (no PyPI wheel): optional, said once.
+        self._tf_type = convert.tf_message_type()
+        self.pub_tf = self.pub_tf_static = None
+        if self._tf_type is not None:
+            self.pub_tf = self.create_publisher(self._tf_type, '/tf', qos.tf_qos())
+            self.pub_tf_static = self.create_publisher(self._tf_type, '/tf_static', qos.tf_static_qos())
+        else:
+            self.get_logger().warning('TF is not published: tf2_msgs is not installed (it is not on PyPI; '
+                                      'source a system ROS 2 to get /tf and /tf_static)')
+        self._static_sent = False
         twist_type = 'TwistStamped' if s.enable_stamped_cmd_vel else 'Twist'
         self.create_subscription(convert_type(twist_type), 'cmd_vel', self._on_cmd_vel, qos.command_qos())
         self.create_service(convert_type('Trigger'), '~/reset', self._on_reset)
@@ -251,6 +268,12 @@ class SimNode(Node):
         observation = self.world.reset(scene=self.scene, seed=self.settings.seed, start=self.settings.start)
         self.gate.clear()
         self.sim_time = observation.stamp
+        if self.pub_tf_static is not None and not self._static_sent:
+            # The mounts come from the compiled model, so they exist only after the first reset; the
+            # scene never changes afterwards, and transient-local durability latches them.
+            self.pub_tf_static.publish(convert.encode_tf(
+                observation.stamp, static_transforms(self.world.mount_poses()), self._tf_type))
+            self._static_sent = True
         self._publish(observation, self.world.last_truth)
 
     def step_once(self):
@@ -271,11 +294,14 @@ class SimNode(Node):
                 orientation=imu.orientation[i]))
         odom = obs.odometry
         self.pub_odom.publish(convert.encode_odometry(odom.stamp, odom.x, odom.y, odom.yaw, odom.v, odom.w))
+        if self.pub_tf is not None:
+            self.pub_tf.publish(convert.encode_tf(odom.stamp, [odom_transform(odom.x, odom.y, odom.yaw)],
+                                                  self._tf_type))
         if self.pub_range is not None:
             self.pub_range.publish(convert.encode_range(obs.stamp, obs.range, *range_limits(self.world)))
         self.pub_info.publish(convert.encode_camera_info(obs.stamp, s.camera_width, s.camera_height,
-                                                         *self._intrinsics))
-        self.pub_image.publish(convert.encode_image(obs.image, obs.stamp))
+                                                         *self._intrinsics, frame_id=CAMERA_OPTICAL_FRAME))
+        self.pub_image.publish(convert.encode_image(obs.image, obs.stamp, frame_id=CAMERA_OPTICAL_FRAME))
         self.pub_truth.publish(convert.encode_float_array(ground_truth_vector(truth), GROUND_TRUTH_FIELDS))
 
 

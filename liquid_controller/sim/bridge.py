@@ -135,3 +135,92 @@ class Pacer:
                 self._next = now + wall_period  # restart the schedule rather than burst
             else:
                 self._next += wall_period
+
+
+# ------------------------------------------------------------------------------------------------- TF
+
+# Frame names of the simulated rover (REP-105 odom -> base_link; sensor frames REP-103: x forward,
+# y left, z up, except the optical frame).
+ODOM_FRAME = 'odom'
+BASE_FRAME = 'base_link'
+CAMERA_FRAME = 'camera_link'
+CAMERA_OPTICAL_FRAME = 'camera_optical_frame'
+IMU_FRAME = 'imu_link'
+RANGE_FRAME = 'range_link'
+
+# camera_link (x forward, y left, z up) -> optical frame (z forward, x right, y down), REP-103's
+# "_optical" suffix convention: roll -90 deg then yaw -90 deg, as quaternion x, y, z, w.
+OPTICAL_ROTATION = (-0.5, 0.5, -0.5, 0.5)
+
+
+class FrameTransform:
+    """One edge of the TF tree: pose of ``child`` in ``parent`` (translation m, rotation x, y, z, w).
+
+    ROS-free; :mod:`liquid_controller.ros.sim_node` packs it into geometry_msgs/TransformStamped.
+    """
+
+    __slots__ = ('parent', 'child', 'translation', 'rotation')
+
+    def __init__(self, parent, child, translation, rotation):
+        if not (isinstance(parent, str) and parent and isinstance(child, str) and child):
+            raise InputError('frame', (parent, child), 'parent and child must be non-empty strings')
+        if parent == child:
+            raise InputError('frame', child, 'a frame cannot be its own parent')
+        t = tuple(float(v) for v in translation)
+        q = tuple(float(v) for v in rotation)
+        if len(t) != 3 or not all(math.isfinite(v) for v in t):
+            raise InputError(f'{child}.translation', translation, 'expected 3 finite numbers')
+        norm = math.sqrt(sum(v * v for v in q)) if len(q) == 4 else 0.0
+        if len(q) != 4 or not all(math.isfinite(v) for v in q) or abs(norm - 1.0) > 1e-6:
+            raise InputError(f'{child}.rotation', rotation, 'expected a unit quaternion x, y, z, w')
+        self.parent, self.child = parent, child
+        self.translation, self.rotation = t, q
+
+    def matrix(self):
+        """4x4 homogeneous transform: maps points in ``child`` to ``parent``."""
+        x, y, z, w = self.rotation
+        m = [[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y), self.translation[0]],
+             [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x), self.translation[1]],
+             [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y), self.translation[2]],
+             [0.0, 0.0, 0.0, 1.0]]
+        return m
+
+    def __repr__(self):
+        return (f'FrameTransform({self.parent!r} -> {self.child!r}, t={self.translation}, '
+                f'q={self.rotation})')
+
+
+def static_transforms(mount_poses):
+    """The static part of the sim rover's TF tree, from ``DrivingWorld.mount_poses()``.
+
+    ``mount_poses``: sensor frame name -> (xyz in base_link, quaternion x, y, z, w), the rover
+    description of the MuJoCo model (so TF and the simulated sensors cannot disagree). Returns
+    base_link -> camera_link, camera_link -> camera_optical_frame, base_link -> imu_link and, when
+    the range sensor exists, base_link -> range_link. Unknown names are published as given (children
+    of base_link), so a sensor added to the world needs no change here.
+    """
+    if not isinstance(mount_poses, dict) or CAMERA_FRAME not in mount_poses:
+        raise InputError('mount_poses', type(mount_poses).__name__,
+                         f'expected a dict of sensor poses with {CAMERA_FRAME!r}')
+    out = []
+    for name, (xyz, quat) in mount_poses.items():
+        out.append(FrameTransform(BASE_FRAME, name, xyz, quat))
+        if name == CAMERA_FRAME:
+            out.append(FrameTransform(CAMERA_FRAME, CAMERA_OPTICAL_FRAME, (0.0, 0.0, 0.0), OPTICAL_ROTATION))
+    return out
+
+
+def odom_transform(x, y, yaw):
+    """The dynamic odom -> base_link transform of planar odometry (same numbers as /odom's pose)."""
+    values = []
+    for name, value in (('x', x), ('y', y), ('yaw', yaw)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise InputError(f'odom.{name}', value, 'must be a finite number') from None
+        if isinstance(value, bool) or not math.isfinite(number):
+            raise InputError(f'odom.{name}', value, 'must be a finite number')
+        values.append(number)
+    x, y, yaw = values
+    half = 0.5 * yaw
+    return FrameTransform(ODOM_FRAME, BASE_FRAME, (x, y, 0.0), (0.0, 0.0, math.sin(half), math.cos(half)))

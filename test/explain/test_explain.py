@@ -93,9 +93,16 @@ def test_activity_groups_label_every_neuron(cfc_trace):
     model, trace = cfc_trace
     groups = ex.activity_groups(model.policy, trace)
     assert list(groups) == ['sensory', 'inter', 'command', 'motor']
-    ids = sorted(int(n[1:]) for g in ('inter', 'command', 'motor') for n in groups[g][1])
-    assert ids == list(range(19))
-    assert groups['motor'][1] == ['n0', 'n1']
+    # Issue 16 item 10: the names the node publishes on ~/neurons and replay writes into its bags
+    # (motor0.., command0.., inter0..), not n<id>, and each group in its own rank order.
+    from liquid_controller.messages.diagnostics import neuron_labels
+    node_names = neuron_labels(model.policy.neuron_groups(), trace.neurons.shape[1])
+    wiring = model.policy.neuron_groups()
+    for g in ('inter', 'command', 'motor'):
+        assert groups[g][1] == [node_names[i] for i in wiring[g]]
+        assert groups[g][1] == [f'{g}{j}' for j in range(len(wiring[g]))]
+    assert groups['motor'][1] == ['motor0', 'motor1']
+    assert sum(len(groups[g][1]) for g in ('inter', 'command', 'motor')) == 19
     x, names = groups['sensory']
     assert x.shape == (60, 32 + 6) and names[-1] == 'accel_z'
     x, names = ex.tree_features(model.policy, trace, include_inputs=('gyro_z',))
@@ -130,10 +137,15 @@ def test_html_report_from_a_tiny_model_and_bag(model_dir, tiny_bag, tmp_path):
     assert all(base64.b64decode(u).startswith(b'\x89PNG') for u in uris)
     assert 'http://' not in html and 'https://' not in html and '<script' not in html
     assert html.count('src=') == len(uris)                   # nothing loaded from outside the file
-    assert result.tree['leaves'] <= 4 and 'n' in result.tree['rules']
+    assert result.tree['leaves'] <= 4 and 'command' in result.tree['rules']
     assert any(name in result.tree['rules'] for name in result.tree['feature_names'])
     summary = json.loads((tmp_path / 'summary.json').read_text())
-    assert summary['baseline']['tree']['feature_names'][0] == 'h0'
+    assert summary['baseline']['tree']['feature_names'][0] == 'hidden0'   # as the node names LSTM states
+    # held-out R^2 values come with what they mean, the hold-out in words (not "blocks stretches")
+    assert 'blocks stretches' not in html
+    assert summary['tree']['r2_comment'] and summary['tree']['speed_r2_comment']
+    assert f"held out: {summary['tree']['holdout_text']}" in html
+    assert html.count(summary['tree']['speed_r2_comment'].split(':')[0] + ':') >= 1
     assert [f['max_leaves'] for f in summary['fidelity']] == [2, 4]
 
 
@@ -177,3 +189,51 @@ def test_frame_attention_matches_the_trace_measures(cfc_trace):
     assert np.isnan(ex.frame_attention(model.policy, trace.frames[5])['attention_on_road'])
     with pytest.raises(InputError, match='method'):
         ex.frame_attention(model.policy, trace.frames[5], method='occlusion')
+
+
+# ------------------------------------------------------------------- report readability (issue 16)
+def test_r2_comment_says_what_a_low_fidelity_means():
+    low = ex.r2_comment(0.11)
+    assert low.startswith('low') and '11%' in low and 'rough tendencies' in low
+    assert ex.r2_comment(0.95).startswith('high')
+    assert ex.r2_comment(0.6).startswith('moderate')
+    assert ex.r2_comment(-0.4).startswith('worse than predicting the mean')
+    assert ex.r2_comment(float('nan')).startswith('undefined')
+
+
+def test_short_run_reports_the_hold_out_actually_used():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 3))            # < 40 frames: _split holds out the tail, not blocks
+    fit = ex.fit_tree(x, x[:, 0], ['a', 'b', 'c'], max_leaves=4)
+    assert fit.holdout == 'tail' and fit.to_dict()['holdout_text'] == ex.HOLDOUT_TEXT['tail']
+
+
+def test_tree_diagram_fits_a_page_and_the_text_export_has_the_whole_tree(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 6))
+    y = np.sin(3 * x[:, 0]) + np.cos(2 * x[:, 1]) * x[:, 2]
+    fit = ex.fit_tree(x, y, [f'command{i}' for i in range(6)], max_leaves=16)
+    assert fit.tree.get_depth() > ex.TREE_DIAGRAM_DEPTH        # deep enough to need cutting
+    path = ex.plot_tree(fit, tmp_path / 'tree.png')
+    with Image.open(path) as img:
+        assert img.width <= 1100                               # was 2300 px for 16 leaves
+    text = (tmp_path / 'tree.txt').read_text()
+    assert fit.rules in text and 'held-out R^2' in text
+    assert text.count('value:') == fit.leaves                   # every leaf, not only the drawn levels
+    with pytest.raises(InputError, match='max_depth'):
+        ex.plot_tree(fit, tmp_path / 'bad.png', max_depth=0)
+
+
+def test_attention_png_has_column_labels(cfc_trace, tmp_path):
+    from PIL import Image
+    model, trace = cfc_trace
+    path = ex.save_attention_examples(model.policy, trace, tmp_path / 'attention.png', count=2, samples=2)
+    with Image.open(path) as img:
+        pixels = np.asarray(img.convert('L'))
+    header = pixels[:ex.ATTENTION_HEADER_PX]
+    tile = pixels.shape[1] // 3                                # bag trace: frame, VisualBackProp, SmoothGrad
+    for column in range(3):
+        part = header[:, column * tile:(column + 1) * tile]
+        assert (part < 100).sum() > 20, f'column {column} has no label'   # dark text on the white band
+    assert (header > 250).mean() > 0.7                          # a white band, not image content

@@ -126,14 +126,40 @@ def test_every_imported_ros_package_is_a_declared_dependency():
     assert not missing, f'imported but not declared in package.xml: {missing}'
 
 
+# ROS packages with no PyPI wheel (checked: no ros-tf2-msgs on PyPI), used only when a system ROS 2
+# provides them; the code imports them optionally (see the test below).
+SYSTEM_ROS_ONLY = {'tf2_msgs'}
+
+
 def test_ros_packages_the_python_code_imports_come_from_requirements_txt():
     """Every ROS package liquid_controller/ imports (launch files aside: launch is not on PyPI) is pinned
     as its ros-* wheel, not left to arrive as some other wheel's dependency."""
     pinned = {line.split('==')[0].strip().lower() for line in (ROOT / 'requirements.txt').read_text().splitlines()
               if line.strip() and not line.startswith('#')}
     used = set().union(*(ros_packages_used(p.read_text()) for p in ros_sources((PACKAGE,))))
-    missing = sorted(pkg for pkg in used if 'ros-' + pkg.replace('_', '-') not in pinned)
+    missing = sorted(pkg for pkg in used - SYSTEM_ROS_ONLY if 'ros-' + pkg.replace('_', '-') not in pinned)
     assert not missing, f'not pinned in requirements.txt as ros-* wheels: {missing}'
+
+
+def test_system_ros_only_packages_are_imported_optionally():
+    """A package without a PyPI wheel (SYSTEM_ROS_ONLY) may only be imported inside a
+    `try: ... except ImportError` so a pip-only install runs without it, and must be declared."""
+    declared = {e.text for tag in ('exec_depend', 'depend') for e in manifest().iter(tag)}
+    assert SYSTEM_ROS_ONLY <= declared
+    for path in ros_sources((PACKAGE,)):
+        tree = ast.parse(path.read_text())
+        guarded = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Try) and any(
+                    isinstance(h.type, ast.Name) and h.type.id in ('ImportError', 'ModuleNotFoundError')
+                    for h in node.handlers):
+                guarded |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [node.module or ''] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                for name in names:
+                    if name.split('.')[0] in SYSTEM_ROS_ONLY:
+                        assert id(node) in guarded, f'{path}:{node.lineno} imports {name} unguarded'
 
 
 def setup_kwargs():

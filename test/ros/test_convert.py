@@ -319,3 +319,36 @@ def test_stamp_garbage_names_field():
         convert.stamp_to_sec(BadStamp())
     assert_field(exc_info, 'stamp.sec')
     assert convert.stamp_to_sec(Time(sec=3, nanosec=500_000_000)) == 3.5
+
+
+# ---------------------------------------------------------------------------------------------- TF
+
+def test_encode_transform_and_tf_message():
+    from liquid_controller.sim.bridge import odom_transform
+    msg = through_rclpy(convert.encode_transform(3.5, odom_transform(1.0, 2.0, 0.5)))
+    assert (msg.header.frame_id, msg.child_frame_id) == ('odom', 'base_link')
+    assert convert.stamp_to_sec(msg.header.stamp) == 3.5
+    assert (msg.transform.translation.x, msg.transform.translation.y) == (1.0, 2.0)
+    assert msg.transform.rotation.z == pytest.approx(math.sin(0.25))
+
+    class FakeTFMessage:  # stands in for tf2_msgs/TFMessage where tf2_msgs is not installed
+        def __init__(self, transforms):
+            self.transforms = transforms
+    tf = convert.encode_tf(1.0, [odom_transform(0.0, 0.0, 0.0)] * 2, FakeTFMessage)
+    assert len(tf.transforms) == 2 and tf.transforms[0].child_frame_id == 'base_link'
+    if convert.tf_message_type() is None:
+        with pytest.raises(InputError) as exc_info:
+            convert.encode_tf(1.0, [])
+        assert_field(exc_info, 'tf2_msgs')
+
+
+def test_encode_transform_rejects_bad_transforms():
+    class Bad:
+        parent, child, translation, rotation = 'base_link', 'camera_link', (0.0, 0.0, 0.0), (0, 0, 0, 3)
+    with pytest.raises(InputError) as exc_info:
+        convert.encode_transform(0.0, Bad())
+    assert_field(exc_info, 'transform.rotation')
+    Bad.rotation, Bad.translation = (0, 0, 0, 1), (0.0, float('nan'), 0.0)
+    with pytest.raises(InputError) as exc_info:
+        convert.encode_transform(0.0, Bad())
+    assert_field(exc_info, 'transform.translation')

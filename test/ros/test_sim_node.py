@@ -16,7 +16,10 @@ import numpy as np
 import pytest
 
 from liquid_controller.errors import InputError
-from liquid_controller.sim.bridge import GROUND_TRUTH_FIELDS, CommandGate, Pacer, camera_intrinsics
+from liquid_controller.messages.convert import tf_message_type
+from liquid_controller.sim.bridge import (CAMERA_OPTICAL_FRAME, GROUND_TRUTH_FIELDS, CommandGate,
+                                          FrameTransform, Pacer, camera_intrinsics, odom_transform,
+                                          static_transforms)
 
 pytestmark = pytest.mark.ros
 
@@ -116,6 +119,74 @@ def test_config_yaml_lists_every_parameter_with_its_default():
     assert SimNodeSettings(**params) == SimNodeSettings()  # documented defaults are the real ones
 
 
+def _compose(*transforms):
+    m = np.eye(4)
+    for t in transforms:
+        m = m @ np.array(t.matrix())
+    return m
+
+
+def test_static_tf_matches_the_mujoco_camera_and_optical_axes():
+    from liquid_controller.sim import DrivingWorld, WorldConfig
+    world = DrivingWorld(WorldConfig(render=False, range_sensor=True))
+    try:
+        world.reset('summer', start=0.0)  # yaw 0 at the start: world axes = base_link axes
+        tree = {t.child: t for t in static_transforms(world.mount_poses())}
+        assert set(tree) == {'camera_link', CAMERA_OPTICAL_FRAME, 'imu_link', 'range_link'}
+        assert tree[CAMERA_OPTICAL_FRAME].parent == 'camera_link'
+        assert all(tree[c].parent == 'base_link' for c in ('camera_link', 'imu_link', 'range_link'))
+        optical = _compose(tree['camera_link'], tree[CAMERA_OPTICAL_FRAME])  # optical -> base_link
+        cid = world._compiled.camera_id
+        mj = world.data.cam_xmat[cid].reshape(3, 3)  # columns: MuJoCo camera x (right), y (up), z (back)
+        # optical x = image right, y = image down, z = viewing direction: the MuJoCo camera's x, -y, -z
+        assert optical[:3, 0] == pytest.approx(mj[:, 0], abs=2e-3)
+        assert optical[:3, 1] == pytest.approx(-mj[:, 1], abs=2e-3)
+        assert optical[:3, 2] == pytest.approx(-mj[:, 2], abs=2e-3)
+        base = np.array([world.last_truth.x, world.last_truth.y, 0.05])  # rover at axle height
+        assert base + optical[:3, 3] == pytest.approx(world.data.cam_xpos[cid], abs=3e-3)
+        # the scene's camera pose: 0.22 m above ground, pitched 12 deg down, 0.12 m ahead
+        cam = world.scene.camera
+        assert optical[:3, 3] == pytest.approx([cam.x, 0.0, cam.height - 0.05], abs=1e-9)
+        assert math.degrees(math.asin(-optical[2, 2])) == pytest.approx(cam.pitch_deg, abs=1e-6)
+    finally:
+        world.close()
+
+
+def test_odom_transform_and_bad_frames():
+    t = odom_transform(1.0, -2.0, math.pi / 2)
+    assert (t.parent, t.child) == ('odom', 'base_link')
+    m = np.array(t.matrix())
+    assert m[:3, 3] == pytest.approx([1.0, -2.0, 0.0])
+    assert m[:3, 0] == pytest.approx([0.0, 1.0, 0.0], abs=1e-12)  # base_link x points along odom +y
+    with pytest.raises(InputError, match='odom.yaw'):
+        odom_transform(0.0, 0.0, float('nan'))
+    with pytest.raises(InputError, match='camera_link.rotation'):
+        FrameTransform('base_link', 'camera_link', (0, 0, 0), (0, 0, 0, 2))
+    with pytest.raises(InputError, match='mount_poses'):
+        static_transforms({'imu_link': ((0, 0, 0), (0, 0, 0, 1))})
+
+
+@pytest.mark.skipif(tf_message_type() is None,
+                    reason='tf2_msgs is not installed (no PyPI wheel; needs a system ROS 2): the TF '
+                           'publishing path cannot run here')
+def test_tf_and_tf_static_are_published(rclpy_context, sim_node):
+    from liquid_controller.messages.convert import stamp_to_sec
+    process = sim_node(range_sensor='true', real_time_factor=2.0)
+    probe = Probe(rclpy_context)
+    try:
+        _wait_ready(probe, process)
+        probe.spin_until(lambda: probe.tf_static and len(probe.tf) > 3, 30.0, '/tf and /tf_static', process)
+        static = {t.child_frame_id: t for t in probe.tf_static[-1].transforms}
+        assert set(static) == {'camera_link', CAMERA_OPTICAL_FRAME, 'imu_link', 'range_link'}
+        assert static[CAMERA_OPTICAL_FRAME].header.frame_id == 'camera_link'
+        dynamic = probe.tf[-1].transforms[0]
+        assert (dynamic.header.frame_id, dynamic.child_frame_id) == ('odom', 'base_link')
+        odom_stamps = {round(stamp_to_sec(o.header.stamp), 6) for o in probe.odom}
+        assert round(stamp_to_sec(probe.tf[-2].transforms[0].header.stamp), 6) in odom_stamps
+    finally:
+        probe.close()
+
+
 def test_camera_intrinsics_pinhole():
     fx, fy, cx, cy = camera_intrinsics(128, 64, 90.0)
     assert fx == fy == pytest.approx(32.0) and (cx, cy) == (63.5, 31.5)
@@ -208,6 +279,11 @@ class Probe:
         self.node.create_subscription(Clock, '/clock', self.clock.append, qos.clock_qos())
         self.node.create_subscription(Range, 'range', self.ranges.append, qos.sensor_qos(50))
         self.node.create_subscription(CameraInfo, 'camera/camera_info', self.infos.append, qos.state_qos(10))
+        self.tf, self.tf_static = [], []
+        tf_type = tf_message_type()
+        if tf_type is not None:
+            self.node.create_subscription(tf_type, '/tf', self.tf.append, qos.tf_qos())
+            self.node.create_subscription(tf_type, '/tf_static', self.tf_static.append, qos.tf_static_qos())
         self.reset_client = self.node.create_client(Trigger, 'sim_node/reset')
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
@@ -293,7 +369,9 @@ def test_cmd_vel_moves_rover_and_timeout_stops_it(rclpy_context, sim_node):
         assert stopped and all(abs(r.linear[0]) < 0.02 and abs(r.angular[2]) < 0.05 for r in stopped)
         # the other outputs came along: images decode, IMU samples at the IMU rate, labelled truth
         assert decode_image(probe.images[-1]).shape == (64, 128, 3)
-        assert probe.images[-1].header.frame_id == 'camera_link'
+        # REP-103: images and camera_info are in the optical frame (z forward, x right, y down)
+        assert probe.images[-1].header.frame_id == 'camera_optical_frame'
+        assert probe.infos[-1].header.frame_id == 'camera_optical_frame'
         imu_stamps = [stamp_to_sec(m.header.stamp) for m in probe.imu]
         assert np.all(np.diff(imu_stamps) > 0)
         mean_dt = (imu_stamps[-1] - imu_stamps[0]) / (len(imu_stamps) - 1)
@@ -301,6 +379,8 @@ def test_cmd_vel_moves_rover_and_timeout_stops_it(rclpy_context, sim_node):
         truth = decode_float_array(probe.truth[-1])
         assert tuple(truth) == GROUND_TRUTH_FIELDS and truth['speed'] == pytest.approx(0.0, abs=0.02)
         assert probe.odom[-1].header.frame_id == 'odom' and probe.odom[-1].child_frame_id == 'base_link'
+        if tf_message_type() is None:  # said once at start, not per frame
+            assert process.output().count('TF is not published: tf2_msgs is not installed') == 1
     finally:
         probe.close()
 
