@@ -6,7 +6,7 @@ simulation time (bag time = header stamp):
 =========================  ==============================  ===========================================
 topic                      type                            rate
 =========================  ==============================  ===========================================
-``/camera/image_raw``      sensor_msgs/msg/Image (rgb8)    camera rate (30 Hz), frame ``camera_link``
+``/camera/image_raw``      sensor_msgs/msg/Image (rgb8)    camera rate (30 Hz), ``camera_optical_frame``
 ``/camera/camera_info``    sensor_msgs/msg/CameraInfo      camera rate
 ``/imu/data``              sensor_msgs/msg/Imu             IMU rate (every sample), frame ``imu_link``
 ``/odom``                  nav_msgs/msg/Odometry           camera rate, ``odom`` -> ``base_link``
@@ -33,7 +33,8 @@ from pathlib import Path
 
 from liquid_controller.data.bag import BagWriter
 from liquid_controller.errors import InputError
-from liquid_controller.sim.bridge import GROUND_TRUTH_FIELDS, camera_intrinsics, ground_truth_vector
+from liquid_controller.sim.bridge import (CAMERA_OPTICAL_FRAME, GROUND_TRUTH_FIELDS, camera_intrinsics,
+                                          ground_truth_vector)
 from liquid_controller.validation import check_int
 
 
@@ -177,9 +178,10 @@ def _write_frame(bag, convert, obs, truth, config, intrinsics, intended, execute
                                                                  odom.v, odom.w))
     if config.range_sensor:
         bag.write('/range', _ns(t), convert.encode_range(t, obs.range, 0.02, float(config.range_max)))
+    # stamped in the optical frame (REP-103), as the simulator node does: the TF tree holds it
     bag.write('/camera/camera_info', _ns(t), convert.encode_camera_info(
-        t, config.camera_width, config.camera_height, *intrinsics))
-    bag.write('/camera/image_raw', _ns(t), convert.encode_image(obs.image, t))
+        t, config.camera_width, config.camera_height, *intrinsics, frame_id=CAMERA_OPTICAL_FRAME))
+    bag.write('/camera/image_raw', _ns(t), convert.encode_image(obs.image, t, frame_id=CAMERA_OPTICAL_FRAME))
     bag.write('/sim/ground_truth', _ns(t), convert.encode_float_array(
         ground_truth_vector(truth), GROUND_TRUTH_FIELDS))
     bag.write('/cmd_vel', _ns(t), convert.encode_twist(*intended, stamp=t))

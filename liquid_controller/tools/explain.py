@@ -65,7 +65,8 @@ def format_result(result):
         t = r.tree
         lines += [f'== {r.name} ({r.card.get("policy", {}).get("core")}): {r.frames} frames from {r.source}',
                   f'steering tree ({t["leaves"]} leaves), held-out R^2 = {_f(t["r2_test"])} '
-                  f'(train {_f(t["r2_train"])}); speed tree held-out R^2 = {_f(t["speed_r2_test"])}',
+                  f'(train {_f(t["r2_train"])}): {t.get("r2_comment", "")}',
+                  f'speed tree held-out R^2 = {_f(t["speed_r2_test"])}: {t.get("speed_r2_comment", "")}',
                   t['rules'].rstrip(),
                   'fidelity vs size: ' + ', '.join(f'{f["leaves"]} leaves R^2 {_f(f["r2_test"])}'
                                                    for f in r.fidelity)]

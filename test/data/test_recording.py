@@ -83,6 +83,10 @@ def test_bag_contents_make_sense(recording):
     assert images[0].shape == (64, 128, 3) and images[0].std() > 5  # a rendered scene, not a blank
     assert not np.array_equal(images[0], images[-1])                # the view changes as it drives
     assert (info.width, info.height) == (128, 64) and info.k[0] > 0
+    # REP-103: camera data is stamped in the optical frame, as the simulator node does
+    with BagReader(path) as reader:
+        first = next(iter(reader.messages(['camera/image_raw']))).message
+    assert first.header.frame_id == info.header.frame_id == 'camera_optical_frame'
     # the expert accelerates forward and the rover follows: odometry x grows, v matches commands
     assert all(c[1] >= 0 for c in cmds) and cmds[-1][1] > 0.3
     assert odom[-1].position[0] > 0.5 and odom[-1].linear[0] == pytest.approx(cmds[-2][1], abs=0.1)
