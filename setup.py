@@ -30,10 +30,15 @@ setup(
         share('launch', '*.launch.py'),
         share('config', '*.yaml'),
         share('config/gazebo', '*'),
+        share('config/foxglove', '*.json'),
         share('models', '*'),
         share('models/baselines', '*'),
     ],
     install_requires=['setuptools'],
+    # `pip install .[edge]`: the torch-free runtime (onnx backend) and the embedded simulator;
+    # pinned in requirements-edge.txt / constraints.txt (docs/edge.md)
+    extras_require={'edge': ['numpy', 'onnxruntime', 'safetensors', 'PyYAML', 'mujoco', 'scipy',
+                             'pillow', 'tqdm']},
     zip_safe=False,
     maintainer='liquid_controller maintainers',
     maintainer_email='maintainers@liquid-controller.dev',

@@ -229,8 +229,8 @@ def _correlation(a, b):
 
 def _load_controller(model, settings):
     from liquid_controller.runtime.controller import Controller
-    from liquid_controller.runtime.model_file import LoadedModel, load_model
-    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    from liquid_controller.runtime.policy_backend import load_runtime_model
+    loaded = load_runtime_model(model, settings['backend'])   # torch or onnx (settings 'backend')
     return Controller(loaded, settings.controller_config(), settings.safety_config())
 
 

@@ -1,4 +1,6 @@
-"""Export of the streaming step (state in, state out) as a TorchScript module.
+"""Export of the liquid cell's streaming step (state in, state out) as a TorchScript module.
+
+(The whole policy step as ONNX, for the torch-free runtime, is policy/onnx_export.py.)
 
     module = export_step(cell)                    # CfC or LTC -> torch.jit.ScriptModule
     module.save(path); module = load_step(path)   # plain TorchScript archive, no Python classes needed

@@ -6,7 +6,9 @@ latency: numpy's is lower than torch's (eager or TorchScript) on this machine, s
 cells (masks applied, gates fused, sigmoid folded into tanh) and must give the same numbers as the torch
 maths to float32 rounding; ``test/policy/test_cfc_ltc.py`` checks that.
 
-Only numpy is imported here, so a runtime could run a controller without torch.
+Only numpy is imported here, but these kernels are the recurrent core alone (the conv head and the
+readouts are torch): the torch-free runtime runs the whole step as an ONNX graph instead
+(policy/onnx_export.py, runtime/onnx_backend.py).
 
 Sigmoid is evaluated as ``0.5 + 0.5 * tanh(z / 2)`` (exact identity); the factor 1/2 is folded into the
 weights by the preparing code, which lets one ``tanh`` call cover several gates.

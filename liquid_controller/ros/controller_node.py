@@ -193,15 +193,30 @@ class ControllerNode(LifecycleNode):
                 'diagnostics': self.create_publisher(_msg('diagnostic_msgs.msg', 'DiagnosticArray'),
                                                      '/diagnostics', qos.state_qos()),
             }
-            if self._s('attention_rate_hz') > 0:
+            if self._attention_rate() > 0:
                 self._lc_pubs['attention'] = self.create_publisher(
                     _msg('sensor_msgs.msg', 'Image'), '~/attention', qos.image_qos(1))
+            if self._s('attention_rate_hz') > 0 and self._attention_rate() == 0:
+                self.get_logger().warning(
+                    f'attention_rate_hz={self._s("attention_rate_hz")} ignored: ~/attention needs the '
+                    f'torch backend (saliency backpropagates through the torch policy); this node '
+                    f'runs backend {self.controller.backend!r}, so ~/attention is off')
             self._configured = True
-            self.get_logger().info(f'configured with model {card.name!r} ({loaded.json_path})')
+            self.get_logger().info(f'configured with model {card.name!r} ({loaded.json_path}, '
+                                   f'backend {self.controller.backend})')
             return TransitionCallbackReturn.SUCCESS
 
+    def _attention_rate(self):
+        """attention_rate_hz, or 0 on the onnx backend: the saliency backpropagates through the torch
+        policy (policy/saliency.py), which an edge node does not have (warned at configure)."""
+        rate = self._s('attention_rate_hz')
+        if rate > 0 and self.controller is not None and self.controller.backend != 'torch':
+            return 0.0
+        return rate
+
     def _load_model(self):
-        from liquid_controller.runtime.model_file import best_available_model, load_model
+        from liquid_controller.runtime.model_file import best_available_model
+        from liquid_controller.runtime.policy_backend import load_runtime_model
         model = self._s('model')
         if not model:
             best = best_available_model()
@@ -212,7 +227,10 @@ class ControllerNode(LifecycleNode):
             | ({'range'} if self._s('use_range') else set()) \
             | ({'scan'} if self._s('use_scan') else set())
         size = None if self._s('resize_images') else (self._s('image_height'), self._s('image_width'))
-        return load_model(model, expected_image_size=size, available_topics=topics)
+        # backend torch: model card + safetensors; onnx: an exported graph, no torch (docs/edge.md)
+        return load_runtime_model(model, self._s('backend'), expected_image_size=size,
+                                  available_topics=topics,
+                                  num_threads=self._settings.controller_config().num_threads)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lock:
@@ -227,7 +245,7 @@ class ControllerNode(LifecycleNode):
                 self.create_timer(self._s('diagnostics_period'), self._publish_diagnostics,
                                   clock=steady, callback_group=self._groups['watchdog']),
             ]
-            rate = self._s('attention_rate_hz')
+            rate = self._attention_rate()
             if rate > 0:
                 self._attention_stop = threading.Event()
                 self._attention_thread = threading.Thread(

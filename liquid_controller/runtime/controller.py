@@ -22,6 +22,10 @@ Safety:
   for ``input_timeout`` seconds it brakes to a stop at the filter's deceleration limits, then commands
   exactly zero. Braking is integrated over steady-clock time since the last output, so it never exceeds
   the limits however often step/tick are called.
+
+Backends: the policy step runs through runtime/policy_backend.py's numpy interface, so this module
+imports no torch; with an onnx model (``backend: onnx``) the whole path preprocessing -> policy ->
+safety filter -> command is torch-free.
 """
 from __future__ import annotations
 
@@ -30,7 +34,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from liquid_controller.config_base import config_from_dict, config_to_dict
 from liquid_controller.errors import InputError
@@ -63,7 +66,7 @@ class ControllerConfig:
     stop_speed: float = 0.01         # |v| and |w| below this while braking -> exact zero
     resize_images: bool = False      # True: area-resample frames of another size to the model's
     use_predicted_lane: bool = True  # feed the policy's lane offset / heading error to the filter
-    num_threads: int = 1             # torch intra-op threads (1 is fastest for batch-1 steps)
+    num_threads: int = 1             # torch / ONNX Runtime intra-op threads (1: fastest at batch 1)
 
     def __post_init__(self):
         positive = ('max_dt', 'reset_gap', 'input_timeout', 'imu_timeout', 'max_linear_accel',
@@ -129,7 +132,8 @@ class ControllerOutput:
 class Controller:
     """Streaming controller around a loaded model and a safety filter (see module docstring).
 
-    ``model``: a :class:`~liquid_controller.runtime.model_file.LoadedModel`.
+    ``model``: a :class:`~liquid_controller.runtime.model_file.LoadedModel` of either backend
+    (``runtime.policy_backend.load_runtime_model``).
     ``safety_config``: a :class:`liquid_controller.safety.SafetyConfig` (None: defaults matching the
     model's limits). ``clock``: steady-clock function used when ``now`` is not passed.
     """
@@ -137,12 +141,14 @@ class Controller:
     def __init__(self, model, config=None, safety_config=None, clock=time.monotonic):
         from liquid_controller.safety.config import SafetyConfig
         from liquid_controller.safety.filter import SafetyFilter
+        from liquid_controller.runtime.policy_backend import policy_stepper
         self.model = model
         self.policy = model.policy
         self.card = model.card
         self.config = config or ControllerConfig()
-        if self.config.num_threads:
-            torch.set_num_threads(self.config.num_threads)
+        # numpy in, numpy out; torch (backend 'torch') or ONNX Runtime (backend 'onnx') inside
+        self._stepper = policy_stepper(model, self.config.num_threads)
+        self.backend = self._stepper.backend
         self.safety_config = safety_config if safety_config is not None else SafetyConfig()
         self.filter = SafetyFilter(self.safety_config)
         self.clock = clock
@@ -169,15 +175,14 @@ class Controller:
 
     def _neuron_groups(self):
         try:
-            groups = self.policy.neuron_groups()
+            groups = self._stepper.neuron_groups()
         except Exception:
             return {}
         return {str(k): [int(i) for i in np.asarray(v).ravel()] for k, v in dict(groups).items()}
 
     def reset(self, reason='requested'):
         """Reset the hidden state and the time base (the next frame uses the nominal dt)."""
-        with torch.no_grad():
-            self._state = self.policy.initial_state(1)
+        self._state = self._stepper.initial_state()        # (1, S) float32
         self._last_stamp = None
         self._last_imu_stamp = None
         self._imu_feat = np.zeros(self.card.input.imu_size, dtype=np.float32)
@@ -259,7 +264,7 @@ class Controller:
             dt = self.nominal_dt if reset_reason else min(gap, self.config.max_dt)
         # --- preprocess (validates)
         try:
-            image = preprocess.image_to_tensor(frame, *self.image_size, resize=self.config.resize_images)
+            image = preprocess.image_to_array(frame, *self.image_size, resize=self.config.resize_images)
             imu_feat, yaw_rate, lat_acc = self._imu_features(imu, stamp)
             measured = measured or MeasuredState()
             speed = _optional_finite(measured.speed, 'measured.speed')
@@ -269,27 +274,26 @@ class Controller:
         t1 = time.perf_counter()
         timings['preprocess'] = t1 - t0
         if reset_reason:
-            with torch.no_grad():
-                self._state = self.policy.initial_state(1)
+            self._state = self._stepper.initial_state()
             if self._last_stamp is not None:
                 self.counters['resets'] += 1
         # --- policy (validated inputs cannot make it raise; the guard keeps step() total anyway)
         try:
-            out, new_state = self._policy_step(image, imu_feat, dt)
+            out = self._policy_step(image, imu_feat, dt)
         except Exception as exc:  # noqa: BLE001 - a control step must never raise
             self._last_stamp = None
             self._pending_reset = f'policy error: {type(exc).__name__}'
             return self._brake(BAD_INPUT, f'policy error: {exc}', now, t0)
         t2 = time.perf_counter()
         timings['policy'] = t2 - t1
-        nominal = out.command.detach().numpy().reshape(-1).astype(np.float64)  # (2,)
-        aux = out.aux.detach().numpy().reshape(-1).astype(np.float64)          # (2,)
-        bp = out.barrier_params.detach().numpy().reshape(-1).astype(np.float64)  # (K,)
+        new_state = out.state                                                  # (1, S) float32
+        nominal = out.command.astype(np.float64)                               # (2,)
+        aux = out.aux.astype(np.float64)                                       # (2,)
+        bp = out.barrier_params.astype(np.float64)                             # (K,)
         if not (np.isfinite(nominal).all() and np.isfinite(aux).all() and np.isfinite(bp).all()
-                and torch.isfinite(new_state).all()):
+                and np.isfinite(new_state).all()):
             # A network gone numerically wrong must not keep its state: reset and brake.
-            with torch.no_grad():
-                self._state = self.policy.initial_state(1)
+            self._state = self._stepper.initial_state()
             self._last_stamp = None
             self._pending_reset = 'non-finite policy output'
             return self._brake(BAD_INPUT, 'policy produced a non-finite output; state reset', now, t0)
@@ -362,7 +366,7 @@ class Controller:
 
     def neurons(self):
         """Hidden state after the last step as float32 (S,) (ncps order: motor neurons first)."""
-        return self._state.detach().numpy().reshape(-1).astype(np.float32)
+        return self._state.reshape(-1).astype(np.float32)
 
     @property
     def command(self):
@@ -372,10 +376,8 @@ class Controller:
     # ------------------------------------------------------------------------------------ internals
 
     def _policy_step(self, image, imu_feat, dt):
-        imu_t = torch.from_numpy(np.asarray(imu_feat, dtype=np.float32)).reshape(1, -1)  # (1, imu)
-        dt_t = torch.tensor([float(dt)], dtype=torch.float32)                            # (1,)
-        with torch.no_grad():
-            return self.policy.step(image, imu_t, dt_t, self._state)
+        """The backend's step from the current state: image (1, 3, H, W), imu (6,), dt s."""
+        return self._stepper.step(image, imu_feat, dt, self._state)
 
     def _imu_features(self, window, stamp):
         """Features for this frame; an empty window holds the previous features unless the IMU is

@@ -75,7 +75,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from liquid_controller.errors import InputError, ModelFileError
 
@@ -114,8 +113,14 @@ _HEX64 = re.compile(r'[0-9a-f]{64}')
 
 
 def _policy_module():
-    # Imported lazily: the policy module pulls in the network code, which only validation of the
-    # policy section (a PolicyConfig, no torch module) and loading need.
+    # The torch-free configuration module: validating a card (the policy section, the speed ranges)
+    # must work on the edge runtime, which has no torch.
+    from liquid_controller.policy import policy_config
+    return policy_config
+
+
+def _network_module():
+    # Imported lazily: the network code needs torch, which only building a torch policy needs.
     from liquid_controller.policy import driving_policy
     return driving_policy
 
@@ -276,7 +281,9 @@ TRAINING_CHECKS = {
     'parameters': lambda p, v: _int(p, v, 0, MAX_PARAMETERS),
     'liquid_neurons': lambda p, v: _int(p, v, 0, _policy_module().MAX_UNITS),
     'train_seconds': lambda p, v: _real(p, v, 0.0, MAX_TRAIN_SECONDS),
+    'world_size': lambda p, v: _int(p, v, 1, 1 << 20), 'global_batch': _count,   # distributed training
     'stopped': _text, 'device': _text, 'torch': _text, 'machine': _text, 'curves': _text,
+    'distributed_backend': _text,
     'data': _object, 'config': _object, 'history_epochs': _list,     # free-form inside
 }
 
@@ -500,11 +507,16 @@ def card_digest(card_dict):
 
 @dataclass
 class LoadedModel:
-    """A policy rebuilt from its card with verified weights, ready for inference (eval mode)."""
-    policy: object        # DrivingPolicy
+    """A policy rebuilt from its card with verified weights, ready for inference (eval mode).
+
+    backend 'torch': ``policy`` is a DrivingPolicy, ``weights_path`` the safetensors file.
+    backend 'onnx' (runtime/onnx_backend.py): ``policy`` is an OnnxPolicy, ``weights_path`` the graph.
+    """
+    policy: object
     card: ModelCard
     json_path: Path
     weights_path: Path
+    backend: str = 'torch'
 
     @property
     def image_size(self):
@@ -523,7 +535,8 @@ def sha256_file(path):
 def resolve_model_paths(name_or_path, models_dir=None):
     """Map a model name or a path (to the .json, the .safetensors or without suffix) to the card path.
 
-    A path with a folder is taken as it is. A bare name (no folder; ``cfc``, ``cfc.json``) that is not a
+    An ONNX export (its folder, its ``NAME.onnx.json`` or ``NAME.onnx``) means the model card copied
+    into it. A path with a folder is taken as it is. A bare name (no folder; ``cfc``, ``cfc.json``) that is not a
     file here is looked up, first match wins, in ``./NAME.json``, ``./models/NAME.json``, then the
     package's ``models/`` and ``models/baselines/``; when none exists, ModelFileError lists every place
     looked. With ``models_dir`` given, a bare name means ``models_dir/NAME.json`` (not searched).
@@ -532,6 +545,10 @@ def resolve_model_paths(name_or_path, models_dir=None):
     if not s:
         raise ModelFileError('model path is empty: set the `model` parameter to a model name or path')
     p = Path(s).expanduser()
+    if p.is_dir() or p.name.endswith('.onnx.json') or p.suffix == '.onnx':
+        # an ONNX export (runtime/onnx_backend.py): the model card copied into it
+        from liquid_controller.runtime.onnx_backend import read_export_card, resolve_export_card
+        return read_export_card(resolve_export_card(p)).model_card_path
     json_path = p.with_suffix('.json') if p.suffix in ('', '.safetensors') else \
         (p if p.suffix == '.json' else Path(str(p) + '.json'))
     if p.suffix not in ('', '.json', '.safetensors') and p.with_suffix('.json').exists():
@@ -635,7 +652,8 @@ def save_model(policy, path, *, name=None, untrained=False, description='', nomi
 def create_random_model(path, config=None, *, name=None, seed=None):
     """Create a model file with random (untrained) weights; the card says so in ``untrained`` and
     ``description``. For tests and for bringing up the node before a trained model exists."""
-    dp = _policy_module()
+    import torch
+    dp = _network_module()
     config = config if config is not None else dp.PolicyConfig()
     torch.manual_seed(int(seed if seed is not None else getattr(config, 'seed', 0)))
     policy = dp.DrivingPolicy(config)
@@ -726,19 +744,10 @@ def _load_checked(json_path, card, expected_image_size=None, available_topics=No
     if digest != card.weights.sha256:
         raise ModelFileError(f'{weights_path}: sha256 {digest} does not match the card '
                              f'({card.weights.sha256}): the weights were changed or corrupted')
-    if expected_image_size is not None:
-        want = tuple(int(v) for v in expected_image_size)
-        have = (card.input.image_height, card.input.image_width)
-        if want != have:
-            raise ModelFileError(f'{json_path}: model expects images of {have[0]}x{have[1]} (HxW) but '
-                                 f'the configuration says {want[0]}x{want[1]}')
-    if available_topics is not None:
-        missing = sorted(set(card.topics) - set(available_topics))
-        if missing:
-            raise ModelFileError(f'{json_path}: model needs input topic(s) {missing} '
-                                 f'({[card.topics[k] for k in missing]}) that are not configured')
+    check_card_for_caller(json_path, card, expected_image_size, available_topics)
     _check_tensors_against_card(_read_header(weights_path), card, weights_path)
-    dp = _policy_module()
+    import torch  # the torch backend: this builds a torch network (runtime/onnx_backend.py does not)
+    dp = _network_module()
     config = dp.PolicyConfig.from_dict(card.policy)     # validated with the card
     expected = _network_shapes(dp, config, json_path)
     listed = {k: tuple(v['shape']) for k, v in card.weights.tensors.items()}
@@ -767,10 +776,27 @@ def _load_checked(json_path, card, expected_image_size=None, available_topics=No
     return LoadedModel(policy=policy, card=card, json_path=json_path, weights_path=weights_path)
 
 
+def check_card_for_caller(json_path, card, expected_image_size=None, available_topics=None):
+    """The caller's configuration against the card (both backends): image size (H, W) and the input
+    topics the card requires. Raises ModelFileError naming the card."""
+    if expected_image_size is not None:
+        want = tuple(int(v) for v in expected_image_size)
+        have = (card.input.image_height, card.input.image_width)
+        if want != have:
+            raise ModelFileError(f'{json_path}: model expects images of {have[0]}x{have[1]} (HxW) but '
+                                 f'the configuration says {want[0]}x{want[1]}')
+    if available_topics is not None:
+        missing = sorted(set(card.topics) - set(available_topics))
+        if missing:
+            raise ModelFileError(f'{json_path}: model needs input topic(s) {missing} '
+                                 f'({[card.topics[k] for k in missing]}) that are not configured')
+
+
 def _network_shapes(dp, config, json_path):
     """Tensor name -> shape of the network ``config`` describes, built on the meta device: parameters
     there have shapes but no storage, so a configuration that asks for a huge network costs nothing
     here (the liquid wiring's small masks are still drawn on the CPU)."""
+    import torch
     try:
         with torch.device('meta'):
             policy = dp.DrivingPolicy(config)
@@ -783,7 +809,8 @@ def _read_header(weights_path):
     """Tensor name -> (shape, torch dtype name) from the safetensors header; no tensor data is read."""
     from safetensors import SafetensorError, safe_open
     try:
-        with safe_open(str(weights_path), framework='pt', device='cpu') as f:
+        # framework 'numpy': reading a header must not need torch (the edge runtime checks weights too)
+        with safe_open(str(weights_path), framework='numpy') as f:
             header = {}
             for k in f.keys():
                 s = f.get_slice(k)

@@ -3,21 +3,24 @@
 One definition of the network's input so that what the robot feeds the policy is exactly what the
 policy was trained on:
 
-- image: (H, W, 3) uint8 RGB -> float32 tensor (1, 3, H, W) in [0, 1] (x / 255). Optional resizing
-  (area averaging) for cameras whose native size differs from the model's.
+- image: (H, W, 3) uint8 RGB -> float32 array (1, 3, H, W) in [0, 1] (x / 255). Optional resizing
+  (area averaging, the same windows as ``torch.nn.functional.interpolate(mode='area')``) for cameras
+  whose native size differs from the model's.
 - IMU: the samples of one frame window -> 6 features: mean angular velocity xyz (rad/s) and mean linear
   acceleration xyz (m/s^2), then normalised with the model card's mean/std.
 
 Every function validates its input and raises :class:`~liquid_controller.errors.InputError` naming the
 argument; nothing returns a silently wrong result.
+
+numpy only: the torch-free edge runtime (``backend: onnx``) preprocesses with this module too, so both
+backends see the same numbers. ``image_to_tensor`` / ``images_to_tensor`` wrap the arrays as torch
+tensors for the training code and import torch only when called.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from liquid_controller.errors import InputError
 
@@ -42,10 +45,10 @@ class ImuWindow:
         return int(np.asarray(self.stamps).shape[0]) if np.ndim(self.stamps) else 0
 
 
-def image_to_tensor(frame, height, width, *, resize=False):
-    """Validate an RGB frame and return the network input.
+def image_to_array(frame, height, width, *, resize=False):
+    """Validate an RGB frame and return the network input as numpy.
 
-    frame: (H, W, 3) uint8. Returns float32 tensor (1, 3, height, width) in [0, 1].
+    frame: (H, W, 3) uint8. Returns a float32 array (1, 3, height, width) in [0, 1] (C-contiguous).
     With ``resize`` False a frame of another size is an InputError; with True it is area-resampled.
     """
     if not isinstance(frame, np.ndarray):
@@ -60,13 +63,54 @@ def image_to_tensor(frame, height, width, *, resize=False):
     if (h, w) != (int(height), int(width)) and not resize:
         raise InputError('frame.shape', frame.shape,
                          f'model expects {height}x{width} (HxW); enable resizing or fix the camera')
-    if not frame.flags.writeable:  # e.g. decoded by PIL; torch warns on read-only memory
-        frame = frame.copy()
-    x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).unsqueeze(0)  # (1,3,H,W) uint8
-    x = x.to(torch.float32).div_(255.0)
     if (h, w) != (int(height), int(width)):
-        x = F.interpolate(x, size=(int(height), int(width)), mode='area')  # (1,3,height,width)
-    return x
+        return area_resize(frame, int(height), int(width))[None]                       # (1, 3, h', w')
+    # (H, W, 3) uint8 -> (3, H, W) float32 / 255: the division (not a multiplication by 1/255) is
+    # what torch's div_ did, so the values are bit-identical to the previous torch preprocessing.
+    x = np.divide(frame.transpose(2, 0, 1), np.float32(255.0), dtype=np.float32)      # (3, H, W)
+    return np.ascontiguousarray(x)[None]                                                # (1, 3, H, W)
+
+
+def _area_windows(size_in, size_out):
+    """Windows of adaptive average pooling along one axis: output i averages inputs
+    [floor(i * in / out), ceil((i + 1) * in / out)). Returns (start, end) int arrays (size_out,)."""
+    i = np.arange(size_out)
+    return (i * size_in) // size_out, -((-(i + 1) * size_in) // size_out)
+
+
+def _window_sums(x, axis, size_out):
+    """Sums of ``x`` over the area windows along ``axis`` (float64, exact for uint8 input) and the
+    window lengths. Windows may overlap by one element, so they are built from the sums of the segments
+    between all window bounds (np.add.reduceat) and a short prefix sum over those segments."""
+    start, end = _area_windows(x.shape[axis], size_out)
+    bounds = np.unique(np.concatenate([start, end]))                  # 0 ... size_in
+    seg = np.add.reduceat(x, bounds[:-1], axis=axis, dtype=np.float64)
+    prefix = np.cumsum(seg, axis=axis)
+    prefix = np.concatenate([np.zeros_like(np.take(prefix, [0], axis=axis)), prefix], axis=axis)
+    sums = (np.take(prefix, np.searchsorted(bounds, end), axis=axis)
+            - np.take(prefix, np.searchsorted(bounds, start), axis=axis))
+    return sums, end - start
+
+
+def area_resize(frame, height, width):
+    """Area resampling of an (H, W, 3) uint8 frame to the (3, height, width) float32 network input in
+    [0, 1]: the windows of ``torch.nn.functional.interpolate(mode='area')`` (adaptive average pooling).
+
+    Window sums of the integer pixels are exact in float64; the mean is divided by 255 and rounded once
+    to float32 (within one float32 rounding of torch's float32 pooling). Band sums instead of matrix
+    products: a VGA frame takes a few ms, not the tens of ms a dense float64 product took.
+    """
+    sums, rows = _window_sums(frame, 0, int(height))                    # (height, W, 3)
+    sums, cols = _window_sums(sums, 1, int(width))                      # (height, width, 3)
+    mean = sums / (rows[:, None, None] * cols[None, :, None] * 255.0)
+    return np.ascontiguousarray(mean.astype(np.float32).transpose(2, 0, 1))  # (3, height, width)
+
+
+def image_to_tensor(frame, height, width, *, resize=False):
+    """:func:`image_to_array` as a torch tensor (1, 3, height, width); imports torch (training and
+    the torch-only tools use it, the runtime Controller does not)."""
+    import torch
+    return torch.from_numpy(image_to_array(frame, height, width, resize=resize))
 
 
 def validate_imu_window(window):
@@ -118,6 +162,7 @@ def images_to_tensor(frames):
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim < 3 or frames.shape[-1] != 3:
         raise InputError('frames', frames.shape, 'must be uint8 (..., H, W, 3)')
+    import torch
     x = torch.from_numpy(np.ascontiguousarray(frames)).to(torch.float32).div_(255.0)
     return x.movedim(-1, -3)  # (..., 3, H, W)
 

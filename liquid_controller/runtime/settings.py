@@ -21,6 +21,7 @@ from pathlib import Path
 from liquid_controller.errors import InputError
 from liquid_controller.runtime import frame_assembler
 from liquid_controller.runtime.controller import ControllerConfig
+from liquid_controller.runtime.policy_backend import BACKENDS
 from liquid_controller.safety.config import SafetyConfig
 
 MODES = ('drive', 'shadow')
@@ -44,6 +45,11 @@ def _ctl(name):
 
 PARAMETERS = {
     'model': Param('', 'Model name in models/ or path to NAME.json; empty = best available model'),
+    'backend': Param('auto', 'Policy engine: torch (DrivingPolicy), onnx (an exported graph in ONNX '
+                             'Runtime, no torch; the model is an export folder, its NAME.onnx.json, '
+                             'or a model whose NAME.onnx.json lies next to its card) or auto (torch '
+                             'when importable, else onnx); see docs/edge.md',
+                     choices=BACKENDS),
     'mode': Param('drive', 'drive: publish cmd_vel; shadow: compute and publish ~/nominal_cmd_vel only',
                   choices=MODES),
     'image_transport': Param('raw', 'raw: sensor_msgs/Image on camera/image_raw; compressed: '
@@ -157,6 +163,11 @@ class Settings:
 
     def __getitem__(self, name):
         return self.values[name]
+
+    def with_values(self, **overrides):
+        """A new Settings: these values with ``overrides`` (e.g. ``backend='onnx'`` from a command
+        line flag), validated like any other."""
+        return Settings({**self.values, **overrides}, source='parameters with overrides')
 
     def controller_config(self):
         """The :class:`ControllerConfig` of these settings."""

@@ -10,8 +10,6 @@ import platform
 import time
 from pathlib import Path
 
-import torch
-
 from liquid_controller.errors import InputError, LiquidControllerError
 from liquid_controller.tools import fail
 
@@ -23,6 +21,7 @@ SUITES = {
     'sim': 'sim',
     'latency': 'latency',
     'replay': 'replay',
+    'edge': 'edge',
 }
 
 
@@ -40,9 +39,14 @@ def register(sub):
 
 def machine_info():
     """What the numbers were measured on."""
+    try:   # the edge benchmark's own workers run without torch; this process normally has it
+        import torch
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = None
     return {
         'python': platform.python_version(),
-        'torch': torch.__version__,
+        'torch': torch_version,
         'machine': platform.machine(),
         'processor': platform.processor(),
         'time_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),

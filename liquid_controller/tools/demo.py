@@ -51,6 +51,9 @@ def register(sub):
                                    'write trajectory.png, camera.gif, metrics.json and the node logs into '
                                    'the output folder.')
     p.add_argument('--model', default='', help='model name or path (default: best in models/)')
+    p.add_argument('--backend', choices=('auto', 'torch', 'onnx'), default=None,
+                   help="controller_node's policy engine (default: the params file's 'backend'; "
+                        'onnx: --model is an ONNX export folder or has NAME.onnx.json next to it)')
     p.add_argument('--scene', default='summer', help='simulator scene')
     p.add_argument('--laps', type=positive_float, default=2.0, help='stop after this many laps (> 0)')
     p.add_argument('--max-seconds', type=positive_float, default=120.0,
@@ -95,8 +98,9 @@ def check_inputs(args):
     Returns the loaded Scene; raises ModelFileError or SceneError."""
     from liquid_controller.sim import load_scene
     if args.model:
-        from liquid_controller.runtime.model_file import load_model
-        load_model(args.model)           # card, weights hash and tensors: what controller_node will do
+        from liquid_controller.runtime.policy_backend import load_runtime_model
+        # card, weights (or graph) hashes and tensors: what controller_node will do
+        load_runtime_model(args.model, args.backend or 'auto')
     return load_scene(args.scene)
 
 
@@ -154,7 +158,8 @@ def run(args):
         return EpisodeMetrics(track, track_map, target_laps=args.laps, scene_name=scene.name)
     metrics = metrics_factory()
     bringup = start_bringup(sim='mujoco', model=model, scene=args.scene, log_dir=out,
-                            sim_params={'real_time_factor': float(args.real_time_factor)})
+                            sim_params={'real_time_factor': float(args.real_time_factor)},
+                            controller_params={'backend': args.backend} if args.backend else None)
     rclpy.init()
     monitor = EpisodeMonitor(metrics, keep_frames_every=3, max_frames=args.gif_frames)
     executor = SingleThreadedExecutor()

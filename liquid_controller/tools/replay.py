@@ -51,6 +51,9 @@ def register(sub):
     p.add_argument('--metrics-json', metavar='PATH',
                    help='write the metrics as JSON (with a folder of bags: one entry per bag)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.add_argument('--backend', choices=('auto', 'torch', 'onnx'), default=None,
+                   help="policy engine (overrides the params file's 'backend'; onnx: --model is an "
+                        'ONNX export folder or a model with NAME.onnx.json next to its card)')
     add_params_file_argument(p)
     p.set_defaults(func=run)
 
@@ -98,6 +101,8 @@ def run(args):
         config = ReplayConfig(topics=topics, output_prefix=args.output_prefix, storage=args.storage,
                               copy_inputs=not args.no_copy, max_frames=args.max_frames)
         settings = settings_from_args(args)
+        if args.backend:
+            settings = settings.with_values(backend=args.backend)
     except (LiquidControllerError, ValueError, OSError) as exc:
         return fail('replay', exc)
     root = Path(args.bag)
@@ -125,9 +130,9 @@ def _replay_folder(args, root, bags, config, settings):
                               f'({", ".join(names)})')
     if args.out and Path(args.out).exists():
         return fail('replay', f'--out {args.out}: output folder already exists')
-    from liquid_controller.runtime.model_file import load_model
+    from liquid_controller.runtime.policy_backend import load_runtime_model
     try:
-        model = load_model(args.model)             # once for all bags
+        model = load_runtime_model(args.model, settings['backend'])   # once for all bags
     except (LiquidControllerError, ValueError, OSError) as exc:
         return fail('replay', exc)
     print(f'{root}: a folder of {len(bags)} bags, replaying each', flush=True)

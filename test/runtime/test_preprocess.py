@@ -28,6 +28,25 @@ def test_resize_is_area_average_and_off_by_default():
     assert torch.allclose(x, torch.full_like(x, 0.25))
 
 
+@pytest.mark.parametrize('size', [(64, 128), (120, 160), (480, 640), (100, 333), (37, 59)])
+def test_numpy_preprocessing_matches_the_torch_definition(size):
+    """image_to_array (numpy, the edge runtime's) against the previous torch maths: x / 255, then
+    F.interpolate(mode='area'): bit-identical without resizing, within one float32 rounding with."""
+    import torch.nn.functional as F
+
+    from liquid_controller.runtime.preprocess import image_to_array
+    frame = np.random.default_rng(2).integers(0, 256, size + (3,), dtype=np.uint8)
+    ref = torch.from_numpy(frame).permute(2, 0, 1).unsqueeze(0).to(torch.float32).div_(255.0)
+    if size != (64, 128):
+        ref = F.interpolate(ref, size=(64, 128), mode='area')
+    got = image_to_array(frame, 64, 128, resize=True)
+    assert got.dtype == np.float32 and got.shape == (1, 3, 64, 128) and got.flags.c_contiguous
+    if size == (64, 128):
+        assert np.array_equal(got, ref.numpy())
+    else:
+        assert np.abs(got - ref.numpy()).max() <= 3e-7
+
+
 @pytest.mark.parametrize('frame,name', [
     (np.zeros((64, 128, 4), np.uint8), 'frame.shape'),
     (np.zeros((64, 128, 3), np.int16), 'frame.dtype'),
