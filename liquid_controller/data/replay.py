@@ -4,10 +4,11 @@ ROS-free and deterministic (no DDS, no clocks: the "steady" time given to the co
 stamp), as fast as the controller runs. It feeds the controller exactly as the live node
 (:mod:`liquid_controller.ros.controller_node`) does, so a replay predicts what the node commands:
 
-- messages are taken in bag-time order; IMU samples are buffered by header stamp and each camera frame
-  gets the samples with stamp in (previous frame stamp, frame stamp] (the first frame: the last
-  ``max_dt`` seconds), later samples wait for the next frame;
-- odometry speed and range are used as measured state when their stamp is within 0.5 s of the frame;
+- messages are taken in bag-time order and go through the node's frame assembler
+  (runtime/frame_assembler.py): each camera frame gets the unused IMU samples stamped in
+  (frame stamp - max_dt, frame stamp], later samples wait for the next frame;
+- odometry speed and range are used as measured state when their stamp is within
+  ``measurement_max_age`` of the frame (the node's rule);
 - a frame that cannot be decoded, or a decode failure on IMU/odometry/range before it, makes the
   controller brake with a reason (``Controller.reject``), as in the node;
 - the watchdog (``Controller.tick``) is not run: a gap in the bag shows up as a hidden-state reset
@@ -16,7 +17,8 @@ stamp), as fast as the controller runs. It feeds the controller exactly as the l
 The output bag (rosbag2, MCAP by default) holds the input topics unchanged plus, under
 ``output_prefix`` (default ``/replay``): ``cmd_vel`` (geometry_msgs/TwistStamped, stamped with the
 frame stamp), ``nominal_cmd_vel``, ``safety`` (diagnostic_msgs/DiagnosticStatus with the certificate)
-and ``neurons`` (std_msgs/Float32MultiArray, labelled layout), built by the same functions the node
+``neurons`` (std_msgs/Float32MultiArray, labelled layout) and, when the model card holds OOD
+statistics, ``ood`` (std_msgs/Float32, the OOD monitor's score), built by the same functions the node
 publishes with (:mod:`liquid_controller.messages.diagnostics`, :func:`liquid_controller.messages.convert.encode_twist`).
 Building those messages needs the ROS 2 message packages (the PyPI wheels), not a running ROS.
 
@@ -152,6 +154,7 @@ class ReplayResult:
     status: list                # (N,) controller status strings
     intervened: np.ndarray      # (N,) bool: the safety filter changed the command
     timings: dict               # stage -> (N,) seconds
+    ood: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (N,) OOD score (nan: unavailable)
     wall_s: float = 0.0
     bag_seconds: float = 0.0    # span of the replayed frame stamps
     notes: list = field(default_factory=list)
@@ -169,7 +172,8 @@ class ReplayResult:
              else float('nan'),
              'interventions': int(self.intervened.sum()),
              'intervention_rate': float(self.intervened.mean()) if self.frames else float('nan'),
-             'status_counts': {s: self.status.count(s) for s in sorted(set(self.status))}}
+             'status_counts': {s: self.status.count(s) for s in sorted(set(self.status))},
+             'ood': ood_summary(self.ood)}
         paired = np.isfinite(self.recorded).all(axis=1) if self.frames else np.zeros(0, bool)
         m['compared'] = int(paired.sum())
         for i, name in enumerate(('v', 'w')):
@@ -198,6 +202,10 @@ class ReplayResult:
             lines.append('no recorded command to compare with')
         lines.append(f"filter interventions {m['interventions']} ({100 * m['intervention_rate']:.1f}%); "
                      f"statuses {m['status_counts']}")
+        o = m['ood']
+        lines.append('OOD score: unavailable (the model card has no OOD statistics)' if not o['available']
+                     else f"OOD score: mean {o['mean']:.2f}, max {o['max']:.2f}; above 1 on {o['frames_over']} "
+                          f"frames ({100 * o['fraction_over']:.1f}%)")
         lines.append('time budget per frame (ms):  stage    mean    p50    p99   share')
         for k in STAGES:
             if k in m['stages']:
@@ -213,7 +221,19 @@ class ReplayResult:
         """Arrays for golden files and plots (np.load gives them back; see load_result_arrays)."""
         np.savez_compressed(path, stamps=self.stamps, command=self.command, nominal=self.nominal,
                             recorded=self.recorded, neurons=self.neurons, intervened=self.intervened,
-                            status=np.asarray(self.status, dtype=str))
+                            status=np.asarray(self.status, dtype=str), ood=self.ood)
+
+
+def ood_summary(scores):
+    """Per-run summary of OOD scores (N,): available, mean, max, frames_over and fraction_over 1."""
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    s = s[~np.isnan(s)]
+    if not s.size:
+        return {'available': False, 'mean': float('nan'), 'max': float('nan'), 'frames_over': 0,
+                'fraction_over': float('nan')}
+    over = int((s > 1.0).sum())
+    return {'available': True, 'mean': float(np.mean(s)), 'max': float(np.max(s)), 'frames_over': over,
+            'fraction_over': over / s.size}
 
 
 def _fmt(x):
@@ -281,7 +301,7 @@ class _Replayer:
         self.typestore = get_typestore(Stores.ROS2_KILTED)
         self.labels = diagnostics.neuron_labels(controller.neuron_groups, controller.neurons().size)
         self.frames = dict(bag_ns=[], stamps=[], command=[], nominal=[], neurons=[], status=[],
-                           intervened=[])
+                           intervened=[], ood=[])
         self.timings = {k: [] for k in STAGES}
         self.recorded = []   # (stamp, v, w)
         self.last_stamp = {}  # topic -> last header stamp (order check)
@@ -314,6 +334,9 @@ class _Replayer:
         self.writer.add_topic(self.out_topics['nominal'], 'geometry_msgs/msg/TwistStamped')
         self.writer.add_topic(self.out_topics['safety'], 'diagnostic_msgs/msg/DiagnosticStatus', qos='state')
         self.writer.add_topic(self.out_topics['neurons'], 'std_msgs/msg/Float32MultiArray', qos='state')
+        if self.ctl.ood is not None:
+            self.out_topics['ood'] = c.topic('ood')
+            self.writer.add_topic(self.out_topics['ood'], 'std_msgs/msg/Float32', qos='state')
         self.writer.set_custom_data('liquid_controller.replay', json.dumps(
             {'source_bag': str(self.bag), 'model': str(getattr(self.ctl.model, 'json_path', '')),
              'model_untrained': bool(self.ctl.card.untrained), 'config': self.config.to_dict(),
@@ -334,6 +357,8 @@ class _Replayer:
         w.write(self.out_topics['safety'], bag_ns, diagnostics.safety_status('controller: safety', out))
         if out.neurons is not None:
             w.write(self.out_topics['neurons'], bag_ns, diagnostics.neurons_message(out.neurons, self.labels))
+        if 'ood' in self.out_topics and not math.isnan(out.ood_score):
+            w.write(self.out_topics['ood'], bag_ns, diagnostics.ood_message(out.ood_score))
 
     # ---------------------------------------------------------------------------- inputs
     def check_order(self, topic, stamp):
@@ -392,6 +417,7 @@ class _Replayer:
         f['neurons'].append(out.neurons if out.neurons is not None else self.ctl.neurons())
         f['status'].append(out.status)
         f['intervened'].append(bool(out.intervened))
+        f['ood'].append(float(out.ood_score))
         self.timings['decode'].append(decode_s)
         for k in ('preprocess', 'policy', 'filter'):
             self.timings[k].append(float(out.timings.get(k, 0.0)))
@@ -465,6 +491,7 @@ class _Replayer:
             neurons=np.asarray(f['neurons'], dtype=np.float32).reshape(n, S),
             status=list(f['status']), intervened=np.asarray(f['intervened'], dtype=bool).reshape(n),
             timings={k: np.asarray(v, dtype=np.float64) for k, v in self.timings.items()},
+            ood=np.asarray(f['ood'], dtype=np.float64).reshape(n),
             wall_s=wall_s, bag_seconds=float(stamps.max() - stamps.min()) if n > 1 else 0.0,
             notes=list(self.notes), error=error)
         return result

@@ -70,6 +70,13 @@ def neurons_message(values, labels):
     return msg
 
 
+def ood_message(score):
+    """The OOD monitor's score of one frame (smoothed Mahalanobis d2 / calibrated threshold: above 1
+    means beyond the stated quantile of training frames) -> std_msgs/Float32."""
+    from std_msgs.msg import Float32
+    return Float32(data=float(score))
+
+
 def parse_neurons_message(msg):
     """Inverse of :func:`neurons_message`: {label: value}."""
     label = msg.layout.dim[0].label
@@ -88,7 +95,8 @@ def safety_status(name, output):
     elif output.intervened:
         level = DiagnosticStatus.WARN
     values = {'status': output.status, 'reason': output.reason,
-              'command': output.command, 'nominal': output.nominal, 'dt': output.dt}
+              'command': output.command, 'nominal': output.nominal, 'dt': output.dt,
+              'ood_score': output.ood_score}
     for k, v in output.certificate_dict().items():
         values[f'certificate.{k}'] = v
     message = output.status if not output.reason else f'{output.status}: {output.reason}'

@@ -26,7 +26,8 @@ Outputs: ``cmd_vel`` (TwistStamped, or Twist when ``enable_stamped_cmd_vel`` is 
 node clock at publish time, frame ``frame_id``), ``~/nominal_cmd_vel``, ``~/safety``, ``~/neurons``,
 ``/diagnostics`` (layouts in liquid_controller/messages/diagnostics.py), ``~/attention`` (sensor_msgs/Image
 rgb8: VisualBackProp saliency blended on the newest camera frame, at most ``attention_rate_hz`` per
-second, computed in a worker thread of its own, never in the control path; 0 = off, the default).
+second, computed in a worker thread of its own, never in the control path; 0 = off, the default),
+``~/ood`` (std_msgs/Float32: the OOD monitor's score, when the model card holds its statistics).
 Services ``~/reset_state`` (std_srvs/Trigger) and ``~/enable`` (std_srvs/SetBool). Parameter ``mode``:
 ``drive`` or ``shadow`` (shadow: everything computed and published except cmd_vel).
 
@@ -43,6 +44,7 @@ Controller or publishes a command, and the frame assembler is thread-safe.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import signal
 import sys
@@ -193,6 +195,12 @@ class ControllerNode(LifecycleNode):
                 'diagnostics': self.create_publisher(_msg('diagnostic_msgs.msg', 'DiagnosticArray'),
                                                      '/diagnostics', qos.state_qos()),
             }
+            if self.controller.ood is not None:     # the card holds OOD statistics
+                self._lc_pubs['ood'] = self.create_publisher(_msg('std_msgs.msg', 'Float32'), '~/ood',
+                                                             qos.state_qos())
+            else:
+                self.get_logger().info(f'model {card.name!r} has no OOD statistics: ~/ood is not '
+                                       'published (liquid-controller calibrate-ood adds them)')
             if self._attention_rate() > 0:
                 self._lc_pubs['attention'] = self.create_publisher(
                     _msg('sensor_msgs.msg', 'Image'), '~/attention', qos.image_qos(1))
@@ -548,6 +556,8 @@ class ControllerNode(LifecycleNode):
         self._lc_pubs['safety'].publish(diagnostics.safety_status(f'{self.get_name()}: safety', out))
         if self.get_parameter('publish_neurons').value and out.neurons is not None:
             self._lc_pubs['neurons'].publish(diagnostics.neurons_message(out.neurons, self._neuron_labels))
+        if 'ood' in self._lc_pubs and not math.isnan(out.ood_score):
+            self._lc_pubs['ood'].publish(diagnostics.ood_message(out.ood_score))
         if received is not None:
             self._latency.add(time.monotonic() - received)
             for k in self._stage:
@@ -593,6 +603,10 @@ class ControllerNode(LifecycleNode):
             level, message = DiagnosticStatus.ERROR, self._qos_problem
         elif self._untrained:
             level, message = DiagnosticStatus.WARN, 'running an UNTRAINED model (random weights)'
+        elif out is not None and out.ood_score > 1.0:
+            level, message = DiagnosticStatus.WARN, (
+                f'out of distribution: OOD score {out.ood_score:.2f} > 1 for {ctl.ood.seconds_over:.2f} s '
+                f"(ood_action {ctl.config.ood_action})")
         elif self._attention_error:
             level, message = DiagnosticStatus.WARN, f'~/attention failed: {self._attention_error}'
         values = {'model': self._model_name, 'untrained': self._untrained,
@@ -601,7 +615,9 @@ class ControllerNode(LifecycleNode):
                   'status': out.status if out else 'no output yet',
                   'cause': out.reason if out is not None and out.safe else '',
                   'last_reason': self._last_reason, 'input_age_s': ctl.input_age(now),
-                  'intervention_rate': ctl.intervention_rate()}
+                  'intervention_rate': ctl.intervention_rate(),
+                  'ood_available': ctl.ood is not None,
+                  'ood_score': out.ood_score if out is not None else float('nan')}
         if self._qos_problem:
             values['camera_qos'] = self._qos_problem
         if self._attention_error:

@@ -39,6 +39,7 @@ from liquid_controller.config_base import config_from_dict, config_to_dict
 from liquid_controller.errors import InputError
 from liquid_controller.runtime import preprocess
 from liquid_controller.runtime.preprocess import ImuWindow
+from liquid_controller.validation import check_bool, check_choice, check_int, check_number
 
 # status values of ControllerOutput
 OK = 'ok'                # policy command, filtered
@@ -48,7 +49,9 @@ BAD_INPUT = 'bad_input'  # braking because this frame's data was unusable
 STALE = 'stale'          # watchdog: braking because inputs are too old
 STOPPED = 'stopped'      # braking finished: exact zero command
 DISABLED = 'disabled'    # output disabled (service ~/enable false): braking then zero
-SAFE_STATUSES = (BAD_INPUT, STALE, STOPPED, DISABLED)
+OOD_BRAKE = 'ood'        # ood_action brake: the scene stayed out of distribution; braking then zero
+SAFE_STATUSES = (BAD_INPUT, STALE, STOPPED, DISABLED, OOD_BRAKE)
+OOD_ACTIONS = ('none', 'slow', 'brake')
 
 
 @dataclass
@@ -67,23 +70,22 @@ class ControllerConfig:
     resize_images: bool = False      # True: area-resample frames of another size to the model's
     use_predicted_lane: bool = True  # feed the policy's lane offset / heading error to the filter
     num_threads: int = 1             # torch / ONNX Runtime intra-op threads (1: fastest at batch 1)
+    ood_action: str = 'none'         # OOD monitor above threshold for ood_hold s: none | slow | brake
+    ood_hold: float = 1.0            # s the OOD score must stay above 1 before ood_action acts
+    ood_speed: float = 0.3           # m/s: the speed cap of ood_action slow
 
     def __post_init__(self):
-        positive = ('max_dt', 'reset_gap', 'input_timeout', 'imu_timeout', 'max_linear_accel',
-                    'max_angular_accel')
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
-                    or value <= 0:
-                raise InputError(name, value, 'must be a finite number > 0')
-        for name in ('brake_decel', 'brake_angular_decel', 'stop_speed'):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise InputError(name, value, 'must be a finite number >= 0')
+        for name in ('max_dt', 'reset_gap', 'input_timeout', 'imu_timeout', 'max_linear_accel',
+                     'max_angular_accel'):
+            setattr(self, name, check_number(name, getattr(self, name), 0.0, low_open=True))
+        for name in ('brake_decel', 'brake_angular_decel', 'stop_speed', 'ood_hold', 'ood_speed'):
+            setattr(self, name, check_number(name, getattr(self, name), 0.0))
         if self.max_dt > self.reset_gap:
             raise InputError('max_dt', self.max_dt, f'must not exceed reset_gap={self.reset_gap}')
-        if not isinstance(self.num_threads, int) or self.num_threads < 1:
-            raise InputError('num_threads', self.num_threads, 'must be an integer >= 1')
+        self.num_threads = check_int('num_threads', self.num_threads, 1)
+        for name in ('require_imu', 'resize_images', 'use_predicted_lane'):
+            check_bool(name, getattr(self, name))
+        check_choice('ood_action', self.ood_action, OOD_ACTIONS)
 
     def to_dict(self):
         return config_to_dict(self)
@@ -116,6 +118,8 @@ class ControllerOutput:
     stamp: float = float('nan')          # frame stamp this output belongs to
     timings: dict = field(default_factory=dict)  # seconds per stage: preprocess, policy, filter, total
     intervened: bool = False             # the filter changed the (rate-limited) nominal command
+    ood_score: float = float('nan')      # smoothed OOD score / threshold (> 1: out of distribution);
+                                         # nan when the model has no OOD statistics or no step ran
 
     @property
     def safe(self):
@@ -157,11 +161,12 @@ class Controller:
         self._imu_std = np.asarray(self.card.input.imu_std, dtype=np.float64)
         self.nominal_dt = float(self.card.nominal_dt)
         self.neuron_groups = self._neuron_groups()
+        self.ood = self._ood_monitor()
         self._brake_decel = float(self.config.brake_decel or _safety_decel(self.safety_config))
         self._brake_ang = float(self.config.brake_angular_decel or self.config.max_angular_accel)
         # the one count of what happened (the node's /diagnostics report these, nothing of its own)
         self.counters = {'frames': 0, 'ok': 0, 'resets': 0, 'bad_input': 0, 'stale_ticks': 0,
-                         'dropped': 0, 'interventions': 0}
+                         'dropped': 0, 'interventions': 0, 'ood_frames': 0, 'ood_actions': 0}
         self.status_counts = {}        # outputs per status
         self.reset('initial')
         self.enabled = True
@@ -180,9 +185,21 @@ class Controller:
             return {}
         return {str(k): [int(i) for i in np.asarray(v).ravel()] for k, v in dict(groups).items()}
 
+    def _ood_monitor(self):
+        """The OOD monitor from the card's statistics; None when the card has none (the score is
+        then reported as nan: unavailable). Only state-based ('neurons') statistics are computed at
+        run time: every backend hands out the state."""
+        from liquid_controller.runtime.ood import OodMonitor, OodStatistics
+        if not self.card.ood:
+            return None
+        stats = OodStatistics.from_dict(self.card.ood)
+        return OodMonitor(stats) if stats.source == 'neurons' else None
+
     def reset(self, reason='requested'):
         """Reset the hidden state and the time base (the next frame uses the nominal dt)."""
         self._state = self._stepper.initial_state()        # (1, S) float32
+        if getattr(self, 'ood', None) is not None:
+            self.ood.reset()
         self._last_stamp = None
         self._last_imu_stamp = None
         self._imu_feat = np.zeros(self.card.input.imu_size, dtype=np.float32)
@@ -212,12 +229,14 @@ class Controller:
             raise ValueError(f'model outputs {have} barrier parameters, safety config '
                              f'num_barrier_params={want}')
         frame = np.zeros(self.image_size + (3,), np.uint8)
+        monitor, self.ood = self.ood, None      # a blank frame is out of distribution: do not act on it
         for i in range(steps):
             t = i * self.nominal_dt
             window = ImuWindow(np.array([t]), np.zeros((1, 3)), np.array([[0.0, 0.0, 9.81]]))
             out = self.step(frame, t, window, MeasuredState(speed=0.0), now=0.0)
             if out.safe:
                 raise ValueError(f'warm-up step failed: {out.status}: {out.reason}')
+        self.ood = monitor
         self.reset('initial')
         self.filter.reset()
         self.counters = {k: 0 for k in self.counters}
@@ -302,6 +321,14 @@ class Controller:
         self._pending_reset = None
         self._last_good = now
         self._last_rejected = None
+        ood_score, ood_act = self._ood_update(new_state, stamp)
+        if ood_act == 'brake':
+            return self._brake(OOD_BRAKE, f'out of distribution: OOD score {ood_score:.2f} above 1 for '
+                                          f'{self.ood.seconds_over:.2f} s (ood_action brake)', now, t0,
+                               stamp=stamp, nominal=nominal, out=(None, aux, bp, dt), ood_score=ood_score)
+        if ood_act == 'slow':   # cap the reference speed; the rate limit and the filter follow
+            nominal = nominal.copy()
+            nominal[0] = min(nominal[0], self.config.ood_speed)
         # --- rate limit the nominal (before the filter), then filter
         prev = self._command
         limits = np.array([self.config.max_linear_accel, self.config.max_angular_accel]) * dt
@@ -318,7 +345,7 @@ class Controller:
         self.counters['interventions'] += intervened
         if not self.enabled:
             return self._brake(DISABLED, 'output disabled (~/enable false)', now, t0, stamp=stamp,
-                               nominal=nominal, out=(cert, aux, bp, dt))
+                               nominal=nominal, out=(cert, aux, bp, dt), ood_score=ood_score)
         self.counters['ok'] += 1
         self._command = safe
         self._last_output_time = now
@@ -327,7 +354,19 @@ class Controller:
         return ControllerOutput(command=safe.copy(), nominal=nominal, status=RESET if reset_reason else OK,
                                 reason=reset_reason or '', certificate=cert, neurons=self.neurons(),
                                 aux=aux, barrier_params=bp, imu_features=np.array(imu_feat, np.float32),
-                                dt=dt, stamp=stamp, timings=timings, intervened=intervened)
+                                dt=dt, stamp=stamp, timings=timings, intervened=intervened,
+                                ood_score=ood_score)
+
+    def _ood_update(self, state, stamp):
+        """Score this step's state; returns (score or nan, the ood_action to apply now or None)."""
+        if self.ood is None:
+            return float('nan'), None
+        score = self.ood.update(state.reshape(-1), stamp)
+        self.counters['ood_frames'] += score > 1.0
+        if self.config.ood_action == 'none' or score <= 1.0 or self.ood.seconds_over < self.config.ood_hold:
+            return score, None
+        self.counters['ood_actions'] += 1
+        return score, self.config.ood_action
 
     def reject(self, reason, now=None):
         """An upstream decoder rejected this frame's data (e.g. a malformed Image message): brake and
@@ -405,7 +444,7 @@ class Controller:
         return RobotState(**kwargs)
 
     def _brake(self, status, reason, now, t0, stamp=float('nan'), nominal=None, out=None,
-               new_rejection=True):
+               new_rejection=True, ood_score=float('nan')):
         """Decelerate the last command toward zero at the braking limits, integrated over the steady
         time since the last output (so call frequency does not change the deceleration).
         ``new_rejection`` False: a BAD_INPUT that continues the previous rejection (not counted again)."""
@@ -432,7 +471,7 @@ class Controller:
         return ControllerOutput(command=cmd.copy(), nominal=nominal if nominal is not None else np.zeros(2),
                                 status=status_out, reason=reason, certificate=cert,
                                 neurons=self.neurons(), aux=aux, barrier_params=bp, dt=dt, stamp=stamp,
-                                timings={'total': time.perf_counter() - t0})
+                                timings={'total': time.perf_counter() - t0}, ood_score=ood_score)
 
     def _record_status(self, status):
         self._last_status = status

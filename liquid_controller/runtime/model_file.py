@@ -9,7 +9,7 @@ transition can fail cleanly.
 Card layout (format_version 2). No key other than those listed is accepted, at any level, except
 inside the sections marked free-form; an unknown key is named with its path, the allowed keys and the
 closest one (a typo such as ``nominal_dtt`` must not silently leave a default in force). Every
-top-level key and every key of ``input`` and ``weights`` is required; in the descriptive sections
+top-level key but ``ood`` and every key of ``input`` and ``weights`` is required; in the descriptive sections
 ``output``, ``limits``, ``wiring`` and ``training`` each listed key is optional:
 
 - ``name`` (non-empty string), ``description``, ``created_utc`` (strings), ``untrained`` (bool).
@@ -37,6 +37,9 @@ top-level key and every key of ``input`` and ``weights`` is required; in the des
   the trainer's data summary, TrainConfig and history, kept for provenance and never read to run.
 - ``metrics``: free-form object (offline and closed-loop results; ``evaluation/evaluate.py`` adds results
   to it after the model was saved).
+- ``ood`` (optional; absent = no monitor): the out-of-distribution monitor's training statistics,
+  ``runtime.ood.OodStatistics.to_dict()`` (method, source, mean, precision, threshold, window,
+  quantile, frames, shrinkage); with source ``neurons`` its size must equal the core's state size.
 - ``card_sha256``: see below.
 
 Integrity: ``weights.sha256`` covers the weights file; ``card_sha256`` covers the card: it is the
@@ -404,6 +407,7 @@ class ModelCard:
     training: dict = field(default_factory=dict)  # data summary (scenes, episodes, frames, ...)
     metrics: dict = field(default_factory=dict)   # offline / closed-loop metrics (free-form)
     created_utc: str = ''
+    ood: dict = field(default_factory=dict)       # OOD monitor statistics (runtime/ood.py); optional
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
     card_sha256: str = ''             # card_digest(); '' until the card is written
@@ -425,6 +429,7 @@ class ModelCard:
         _check_wiring(self.wiring)
         _check_topics(self.topics)
         _check_training(self.training)
+        _check_ood(self.ood, config)
         _object('metrics', self.metrics)
         _flag('untrained', self.untrained)
         _text('description', self.description)
@@ -448,6 +453,8 @@ class ModelCard:
         d = dataclasses.asdict(self)
         d['weights'] = self.weights.to_dict()
         d['input'] = self.input.to_dict()
+        if not d['ood']:
+            del d['ood']   # optional: a card without statistics keeps the layout (and hash) it had
         return d
 
     @classmethod
@@ -470,6 +477,23 @@ def _check_format(fmt, version):
 
 
 _CARD_KEYS = tuple(f.name for f in dataclasses.fields(ModelCard))
+_OPTIONAL_CARD_KEYS = ('ood',)
+
+
+def _check_ood(d, config):
+    """The ``ood`` section: empty (no monitor) or OodStatistics whose size fits the network."""
+    _object('ood', d)
+    if not d:
+        return
+    from liquid_controller.runtime.ood import OodStatistics
+    try:
+        stats = OodStatistics.from_dict(d)
+    except InputError as exc:
+        _fail(exc.name, exc.value, exc.reason)
+    if stats.source == 'neurons':
+        size = {'cfc': config.units, 'ltc': config.units, 'lstm': 2 * config.lstm_hidden}.get(config.core, 0)
+        if stats.dim != size:
+            _fail('ood.mean', stats.dim, f'the {config.core} core has {size} state values')
 
 
 def _card_from_data(d, verify_hash=True):
@@ -477,7 +501,7 @@ def _card_from_data(d, verify_hash=True):
         raise ModelFileError(f'model card must be a JSON object, got {type(d).__name__}')
     # format first: an unrelated JSON file or an old card gets that message, not a list of keys
     _check_format(d.get('format'), d.get('format_version'))
-    _check_keys(d, _CARD_KEYS, '', required=_CARD_KEYS)
+    _check_keys(d, _CARD_KEYS, '', required=tuple(k for k in _CARD_KEYS if k not in _OPTIONAL_CARD_KEYS))
     try:
         card = ModelCard(**d)
     except TypeError as exc:  # pragma: no cover - every key is checked above
@@ -590,8 +614,10 @@ def _atomic_write(path, data):
 
 
 def save_model(policy, path, *, name=None, untrained=False, description='', nominal_dt=1.0 / 30.0,
-               input_spec=None, training=None, metrics=None, topics=None):
+               input_spec=None, training=None, metrics=None, topics=None, ood=None):
     """Write ``policy`` (a DrivingPolicy) to ``path`` (.json card + .safetensors weights).
+
+    ``ood``: the OOD monitor's statistics (``OodStatistics.to_dict()``), or None for none.
 
     Returns the written :class:`ModelCard`. ``path`` may be given with or without a suffix. The card
     is checked exactly as a reader checks it: a value outside the card's ranges (module docstring)
@@ -640,6 +666,7 @@ def save_model(policy, path, *, name=None, untrained=False, description='', nomi
             training=dict(training if training else ({'untrained': True} if untrained else {})),
             metrics=dict(metrics or {}),
             created_utc=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+            ood=dict(ood or {}),
         )
     except ModelFileError as exc:
         raise ModelFileError(f'{json_path}: refusing to save: {exc}') from exc
@@ -679,6 +706,20 @@ def upgrade_model_file(path, models_dir=None):
     except ModelFileError as exc:
         raise ModelFileError(f'{json_path}: {exc}') from exc
     _load_checked(json_path, card)
+    _write_card(json_path, card)
+    return card
+
+
+def set_ood_statistics(path, ood):
+    """Store (or, with ``ood`` None, remove) the OOD monitor's statistics in a saved model's card.
+
+    The model must load and check fully first (the new ``card_sha256`` vouches for the whole card);
+    the weights file is not touched. Returns the new :class:`ModelCard`.
+    """
+    json_path = resolve_model_paths(path)
+    card = read_card(json_path)
+    _load_checked(json_path, card)
+    card = _card_from_data({**card.to_dict(), 'ood': dict(ood or {}), 'card_sha256': ''}, verify_hash=False)
     _write_card(json_path, card)
     return card
 

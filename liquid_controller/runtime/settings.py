@@ -20,7 +20,7 @@ from pathlib import Path
 
 from liquid_controller.errors import InputError
 from liquid_controller.runtime import frame_assembler
-from liquid_controller.runtime.controller import ControllerConfig
+from liquid_controller.runtime.controller import OOD_ACTIONS, ControllerConfig
 from liquid_controller.runtime.policy_backend import BACKENDS
 from liquid_controller.safety.config import SafetyConfig
 
@@ -104,6 +104,14 @@ PARAMETERS = {
     'use_predicted_lane': Param(_ctl('use_predicted_lane'),
                                 "Give the policy's predicted lane offset / heading error to the safety "
                                 "filter's lane rows"),
+    'ood_action': Param(_ctl('ood_action'),
+                        "What to do when the OOD monitor's score (~/ood) stays above 1 (beyond the "
+                        'calibrated quantile of training frames) for ood_hold s: none (report only), '
+                        'slow (cap the reference speed at ood_speed) or brake (brake to zero)',
+                        choices=OOD_ACTIONS),
+    'ood_hold': Param(_ctl('ood_hold'), 'Seconds the OOD score must stay above 1 before ood_action acts',
+                      (0.0, 60.0)),
+    'ood_speed': Param(_ctl('ood_speed'), 'Speed cap (m/s) of ood_action slow', (0.0, 20.0)),
     'watchdog_period': Param(0.02, 'Watchdog timer period (s, steady clock)', (0.001, 1.0)),
     'diagnostics_period': Param(1.0, 'Period of /diagnostics (s, steady clock)', (0.05, 60.0)),
     'publish_neurons': Param(True, 'Publish the hidden state on ~/neurons'),

@@ -449,7 +449,18 @@ class Trainer:
                     'torch': torch.__version__, 'machine': platform.machine(),
                     'parameters': policy.num_parameters(), 'liquid_neurons': policy.liquid_neurons,
                     'curves': str(self.run_dir / 'curves.png'), 'history_epochs': self.history['epochs']}
-        card = save_model(policy, out, name=Path(out).name, nominal_dt=self.nominal_dt, input_spec=spec,
+        ood = None
+        if policy.state_size > 0:   # the run-time OOD monitor models the recurrent state
+            from liquid_controller.runtime.controller import ControllerConfig
+            from liquid_controller.train.ood_calibration import calibrate_ood
+            try:
+                ood = calibrate_ood(policy, self.train_set.episodes, self.imu_mean, self.imu_std,
+                                    ControllerConfig().max_dt, source='neurons',
+                                    progress=self.progress).to_dict()
+            except InputError as exc:   # e.g. too few training frames for a covariance
+                if self.progress:
+                    print(f'warning: no OOD statistics stored in the model card: {exc}', flush=True)
+        card = save_model(policy, out, name=Path(out).name, nominal_dt=self.nominal_dt, input_spec=spec, ood=ood,
                           description=f'{pc.core} policy trained by liquid-controller train '
                                       f'({policy.num_parameters()} parameters, '
                                       f'{policy.liquid_neurons} liquid neurons)',
