@@ -23,7 +23,8 @@ setup(
     name=PACKAGE,
     version=VERSION,
     packages=find_packages(exclude=['test', 'test.*']),
-    package_data={PACKAGE: ['sim/scenes/*.yaml']},
+    package_data={PACKAGE: ['sim/scenes/*.yaml', 'sim/benchmark_suite/*.yaml', 'sim/benchmark_suite/*/*.yaml',
+                           'sim/benchmark_suite/*/*.png']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),

@@ -20,6 +20,10 @@ TOOLS = {
     'play': 'play',
     'explain': 'explain',
     'bench': 'bench',
+    'scenes': 'scenes',
+    'benchmark': 'benchmark',
+    'export': 'export',
+    'calibrate-ood': 'calibrate_ood',
 }
 
 

@@ -22,7 +22,9 @@ Episode end (whichever comes first; ``end_reason`` in each episode's record):
   does not end the episode: departures are counted.
 
 Deterministic for a seed: the world's sensor noise, the optional added image noise and a fresh
-Controller per episode depend only on (scene, seed); inference runs on one CPU thread. Episodes are
+Controller per episode depend only on (scene, seed); inference runs on one CPU thread. With
+``random_start`` and ``disturbance_rate_hz`` the start pose and the command pushes are drawn from
+(scene, seed) too (evaluation/trials.py), so seeds become separate trials. Episodes are
 independent, so ``workers`` > 1 spreads them over processes with the same records.
 """
 from __future__ import annotations
@@ -55,7 +57,10 @@ class EvalConfig:
     policy sees it (0 = none). seconds_per_lap: time limit per target lap (s). max_seconds: explicit
     time limit (s) overriding ``seconds_per_lap * laps``. start: start position as a lap fraction.
     stop_on_collision / stop_off_road: end an episode on a collision / when leaving the road.
-    plots: write a trajectory PNG per episode.
+    plots: write a trajectory PNG per episode. random_start: each (scene, seed) starts at its own
+    lap fraction, slightly off the centre line and askew (evaluation/trials.py; ``start`` is then
+    unused). disturbance_rate_hz: random yaw-rate pushes per second added to the applied command
+    (0 = none). With either, seeds are separate trials rather than sensor-noise repeats.
     """
     scenes: tuple = DEFAULT_SCENES
     laps: float = 1.0
@@ -67,6 +72,8 @@ class EvalConfig:
     stop_on_collision: bool = True
     stop_off_road: bool = True
     plots: bool = True
+    random_start: bool = False
+    disturbance_rate_hz: float = 0.0
 
     def __post_init__(self):
         if isinstance(self.scenes, str):
@@ -96,7 +103,8 @@ class EvalConfig:
         if start >= 1.0:
             raise InputError('start', self.start, 'must be a lap fraction in [0, 1)')
         self.start = start
-        for name in ('stop_on_collision', 'stop_off_road', 'plots'):
+        self.disturbance_rate_hz = _non_negative('disturbance_rate_hz', self.disturbance_rate_hz)
+        for name in ('stop_on_collision', 'stop_off_road', 'plots', 'random_start'):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(name, getattr(self, name), 'must be true or false')
 
@@ -197,14 +205,24 @@ class ControllerDriver(Driver):
     :class:`liquid_controller.runtime.settings.Settings` (None: the node's parameter file,
     config/controller.yaml). The simulator's sensor readings go through the node's frame assembler.
     A fresh Controller is built for every episode so that episodes do not depend on each other's order.
+
+    ``use_filter`` False drives on the network's nominal command alone (before the controller's rate
+    limit and the safety filter); the filter still runs in shadow, so its interventions are counted
+    as if it were on. Braking outputs (bad input, watchdog) are applied either way. ``lane_from_scene``
+    (default) sets the lane barrier's half-width for each episode from the scene and the robot,
+    ``lane_width / 2 - rover half-width`` (what the rover's centre may use), instead of the parameter
+    file's fixed ``safety.lane_half_width``.
     """
 
-    def __init__(self, model, settings=None):
-        from liquid_controller.runtime.model_file import load_model
+    def __init__(self, model, settings=None, use_filter=True, lane_from_scene=True):
+        from liquid_controller.runtime.policy_backend import load_runtime_model
         from liquid_controller.runtime.settings import load_settings
-        self.model = model if hasattr(model, 'policy') and hasattr(model, 'card') else load_model(model)
         self.settings = settings if settings is not None else load_settings()
+        # torch or onnx, as the settings' 'backend' says (a LoadedModel of that backend passes through)
+        self.model = load_runtime_model(model, self.settings['backend'])
         self.name = self.model.card.name
+        self.use_filter = bool(use_filter)
+        self.lane_from_scene = bool(lane_from_scene)
         self.controller = None
         self._reset_stats()
 
@@ -227,12 +245,18 @@ class ControllerDriver(Driver):
             'train_steps': training.get('steps'),
             'train_batch': _nested(training, 'config', 'train', 'batch_size'),
             'train_seq_len': _nested(training, 'config', 'train', 'seq_len'),
+            'filter': 'on' if self.use_filter else 'off (shadow)',
+            'lane_geometry': 'scene' if self.lane_from_scene else 'parameter file',
         }
 
     def reset(self, world, seed):
         from liquid_controller.runtime.controller import Controller
-        self.controller = Controller(self.model, self.settings.controller_config(),
-                                     self.settings.safety_config())
+        from liquid_controller.evaluation.lane_geometry import scene_safety_config
+        safety = self.settings.safety_config()
+        if self.lane_from_scene:
+            safety = scene_safety_config(safety, world)
+        self.lane_half_width = safety.lane_half_width
+        self.controller = Controller(self.model, self.settings.controller_config(), safety)
         self.controller.start(now=world.time)
         self._now = world.time
         # sim time is the arrival clock too: on a live robot readings arrive at their stamps
@@ -246,6 +270,8 @@ class ControllerDriver(Driver):
         self._filtered = 0
         self._step_s = []
         self._policy_s = []
+        from liquid_controller.evaluation.interventions import InterventionCounter
+        self._rows = InterventionCounter()
 
     def act(self, observation, truth):
         from liquid_controller.runtime.controller import MeasuredState
@@ -273,10 +299,13 @@ class ControllerDriver(Driver):
             self._filtered += 1
             self._interventions += bool(cert.intervened)
             self._fallbacks += bool(cert.fallback)
+        self._rows.add(cert)
         if 'total' in out.timings:
             self._step_s.append(out.timings['total'])
         if 'policy' in out.timings:
             self._policy_s.append(out.timings['policy'])
+        if not self.use_filter and not out.safe:
+            return out.nominal  # the filter ran in shadow (counted above); the network drives
         return out.command
 
     def episode_stats(self):
@@ -286,6 +315,9 @@ class ControllerDriver(Driver):
             'filter_interventions': self._interventions,
             'filter_intervention_rate': self._interventions / self._filtered if self._filtered else 0.0,
             'filter_fallbacks': self._fallbacks,
+            'filter_rows': self._rows.to_dict(),
+            'filter_applied': self.use_filter,
+            'lane_half_width': self.lane_half_width,
             'step_time_us': _percentiles(self._step_s),
             'policy_time_us': _percentiles(self._policy_s),
             '_step_s': list(self._step_s),  # raw, pooled by the caller then dropped
@@ -352,7 +384,10 @@ def run_closed_loop(world, driver, scene, seed, config, on_step=None):
     ``seed``. Returns an :class:`EpisodeResult` (see the module docstring for the end conditions).
     ``on_step(sim_seconds)`` is called after every simulator step (progress bars)."""
     from liquid_controller.sim import EpisodeMetrics
-    observation = world.reset(scene=scene, seed=seed, start=config.start)
+    from liquid_controller.evaluation.trials import CommandDisturbance, episode_start
+    start = episode_start(scene, seed, config.random_start, config.start)
+    disturbance = CommandDisturbance(scene, seed, config.disturbance_rate_hz)
+    observation = world.reset(scene=scene, seed=seed, **start)
     truth = world.last_truth
     driver.reset(world, seed)
     noise_rng = np.random.default_rng([int(seed), NOISE_SEED_SALT]) if config.image_noise_std > 0 else None
@@ -380,7 +415,7 @@ def run_closed_loop(world, driver, scene, seed, config, on_step=None):
             end_reason = 'time_limit'
         if end_reason:
             break
-        result = world.step((float(command[0]), float(command[1])))
+        result = world.step(disturbance.apply(command, truth.stamp))
         observation, truth = result.observation, result.truth
         if on_step is not None:
             on_step(world.frame_period)
@@ -390,7 +425,9 @@ def run_closed_loop(world, driver, scene, seed, config, on_step=None):
     step_seconds = stats.pop('_step_s', [])
     record.update(seed=int(seed), image_noise_std=config.image_noise_std, end_reason=end_reason,
                   completed=end_reason == 'laps', target_laps=config.laps, wall_s=wall,
-                  realtime_factor=record['duration_s'] / wall if wall > 0 else None, **stats)
+                  realtime_factor=record['duration_s'] / wall if wall > 0 else None,
+                  start=start, disturbance_pushes=disturbance.pushes,
+                  by_corner=metrics.corner_breakdown(), **stats)
     return EpisodeResult(record=record, metrics=metrics, step_seconds=step_seconds)
 
 
@@ -438,8 +475,11 @@ def _run_jobs(driver, config, jobs, world, out_dir, label, bar=None):
 
 def _worker(driver, config, jobs, out_dir, label):
     """Process-pool entry: its own world, one inference thread, the given episodes."""
-    import torch
-    torch.set_num_threads(1)
+    try:   # the onnx backend runs without torch; its session is single-threaded already
+        import torch
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
     world = _world_for(driver)
     try:
         return _run_jobs(driver, config, jobs, world, out_dir, label)
@@ -562,7 +602,22 @@ def aggregate(episodes, step_seconds=()):
         'filter_intervention_rate': total('filter_interventions') / filter_steps if filter_steps else 0.0,
         'filter_fallbacks': total('filter_fallbacks'),
         'step_time_us': _percentiles(list(step_seconds)),
+        # 95% Student-t interval of the mean over episodes (evaluation/statistics.py) and the binding
+        # filter rows by type (evaluation/interventions.py), summed over episodes
+        'lap_completion_ci': _mean_ci([e['lap_completion_pct'] for e in episodes]),
+        'filter_rows_by_type': _rows_by_type(episodes),
     }
+
+
+def _mean_ci(values):
+    from liquid_controller.evaluation.statistics import mean_ci
+    return mean_ci(values)
+
+
+def _rows_by_type(episodes):
+    from liquid_controller.evaluation.interventions import ROW_TYPES
+    return {t: int(sum(e.get('filter_rows', {}).get('by_type', {}).get(t, 0) for e in episodes))
+            for t in ROW_TYPES}
 
 
 def evaluate_model(model, config, out_dir=None, progress=True, settings=None, label=None):
@@ -628,6 +683,13 @@ def format_report(report):
                      if s['filter_steps'] else '-',
                      _fmt(s['step_time_us']['p50'], 0)))
     lines.append(_table(head, rows))
+    from liquid_controller.evaluation.statistics import format_ci
+    for name, s in report['scenes'].items():
+        if 'lap_completion_ci' not in s:
+            continue
+        bound = ', '.join(f'{t} {n}' for t, n in s['filter_rows_by_type'].items() if n) or 'none'
+        lines.append(f"{name}: completion {format_ci(s['lap_completion_ci'], 1)} % (95% t-interval over "
+                     f"episodes); binding filter rows (steps): {bound}")
     head2 = ('scene', 'seed', 'laps', 'end', 'sim s', 'wall s', 'departures', 'mean |off| m')
     rows2 = [(e['scene'], e['seed'], _fmt(e['laps'], 2), e['end_reason'], _fmt(e['duration_s'], 1),
               _fmt(e['wall_s'], 1), e['lane_departures'], _fmt(e['mean_abs_lateral_offset_m']))

@@ -10,6 +10,7 @@ Public API::
     result = world.step(expert.command(world.last_truth))     # -> StepResult(observation, truth)
 
 Rendering needs a headless OpenGL backend (EGL or OSMesa), chosen by ``select_gl_backend()``.
+Procedural scenes (new looks, new tracks, both): ``liquid_controller.sim.scene_generator``.
 """
 from liquid_controller.sim.expert import ExpertDriver, PerturbationConfig
 from liquid_controller.sim.metrics import EpisodeMetrics, run_episode

@@ -2,7 +2,9 @@
 
 ``EpisodeMetrics`` accumulates GroundTruth and commands frame by frame; ``summary()`` gives a
 JSON-able dict (lap completion, lateral offset, lane departures, collisions, speed, smoothness) and
-``plot(path)`` draws the driven trajectory over the track map. ``run_episode`` drives any
+``plot(path)`` draws the driven trajectory over the track map; ``corner_breakdown()`` splits the
+episode by the track's turn direction under the rover (left corner, right corner, straight).
+``run_episode`` drives any
 ``driver_fn(observation, truth) -> (v, w)`` in a DrivingWorld and returns the metrics.
 """
 import math
@@ -10,6 +12,12 @@ import math
 import numpy as np
 
 from liquid_controller.errors import InputError
+
+# |curvature| (1/m) above which the track under the rover counts as a corner: radius below 10 m.
+CORNER_CURVATURE = 0.1
+# ... and as a tight corner (radius below 2 m), where the expert slows down for lateral acceleration.
+TIGHT_CORNER_CURVATURE = 0.5
+CORNER_CLASSES = ('left', 'right', 'straight')
 
 
 class EpisodeMetrics:
@@ -24,6 +32,7 @@ class EpisodeMetrics:
         self._in_lane, self._collision, self._v_cmd, self._w_cmd = [], [], [], []
         self._progress = 0.0
         self._heading = []
+        self._curvature = []  # track curvature at the rover's projected position (1/m, + = left)
 
     def update(self, truth, command=None):
         """Record the truth at a frame and the command (v, w) applied at that frame (or None)."""
@@ -39,6 +48,8 @@ class EpisodeMetrics:
         self._v_cmd.append(v)
         self._w_cmd.append(w)
         self._progress = float(truth.progress_laps)
+        self._curvature.append(self.track.curvature_at(truth.track_s) if self.track is not None
+                               else math.nan)
 
     @property
     def laps(self):
@@ -82,6 +93,48 @@ class EpisodeMetrics:
             'mean_speed_mps': float(np.mean(self._speed)),
             'smoothness_mean_abs_dw_dt': float(np.mean(dw)) if len(dw) else 0.0,
         }
+
+    def corner_classes(self, threshold=CORNER_CURVATURE):
+        """Per frame: 'left' / 'right' where the track under the rover turns that way with
+        |curvature| > threshold (1/m), else 'straight' (also when no track was given)."""
+        k = np.nan_to_num(np.asarray(self._curvature, dtype=float), nan=0.0)
+        return np.where(k > threshold, 'left', np.where(k < -threshold, 'right', 'straight'))
+
+    def corner_breakdown(self, threshold=CORNER_CURVATURE):
+        """The episode split by turn direction of the track under the rover (see corner_classes).
+
+        Returns {class: {frames, seconds, lane_departures, time_outside_lane_s, mean_abs_lateral_offset_m,
+        mean_speed_mps}} for 'left', 'right', 'straight' plus 'end': the class at the last frame (where
+        an off-road or collision end happened) and 'tight': frames and mean speed in corners of radius
+        below 2 m (either direction; they are also counted in 'left'/'right'). A departure counts in
+        the class of the frame where the rover left the lane, so the classes' departures add up to the
+        summary's.
+        """
+        n = len(self._t)
+        out = {}
+        if n == 0:
+            return {c: {'frames': 0} for c in CORNER_CLASSES}
+        cls = self.corner_classes(threshold)
+        t = np.asarray(self._t)
+        dt = np.diff(t, prepend=t[0])
+        in_lane = np.asarray(self._in_lane)
+        starts = np.zeros(n, dtype=bool)  # frames where a departure begins (as in summary())
+        starts[0] = not in_lane[0]
+        starts[1:] = in_lane[:-1] & ~in_lane[1:]
+        offset = np.abs(np.asarray(self._offset))
+        speed = np.asarray(self._speed)
+        for c in CORNER_CLASSES:
+            m = cls == c
+            out[c] = {'frames': int(m.sum()), 'seconds': float(dt[m].sum()),
+                      'lane_departures': int(starts[m].sum()),
+                      'time_outside_lane_s': float(dt[m & ~in_lane].sum()),
+                      'mean_abs_lateral_offset_m': float(offset[m].mean()) if m.any() else None,
+                      'mean_speed_mps': float(speed[m].mean()) if m.any() else None}
+        out['end'] = str(cls[-1])
+        tight = np.abs(np.nan_to_num(np.asarray(self._curvature, dtype=float))) > TIGHT_CORNER_CURVATURE
+        out['tight'] = {'frames': int(tight.sum()),
+                        'mean_speed_mps': float(speed[tight].mean()) if tight.any() else None}
+        return out
 
     def plot(self, path, title=None):
         """Write a PNG of the trajectory (coloured by |lateral offset|) over the track map."""

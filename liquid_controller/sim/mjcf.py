@@ -43,6 +43,18 @@ def _rgb(c, alpha=1.0):
     return f'{c[0]:.4f} {c[1]:.4f} {c[2]:.4f} {alpha:.4f}'
 
 
+def _exposed(color, exposure):
+    """A surface colour under the scene's exposure gain, clipped at white (unchanged at 1)."""
+    if exposure == 1.0:
+        return tuple(color)
+    return tuple(min(1.0, float(c) * exposure) for c in color)
+
+
+def _tinted(intensity, color):
+    """An MJCF light colour attribute: a scalar intensity times the RGB tint."""
+    return ' '.join(f'{intensity * c!r}' for c in color)
+
+
 def _png_bytes(image):
     """PNG-encode the raster in memory (fast compression: it is decoded once, at compile time).
 
@@ -85,8 +97,10 @@ def build_mjcf(scene, track, track_map, config, limits):
                     f'pos="{x:.4f} {y:.4f} {o.size[2]:.4f}" euler="0 0 {heading:.5f}"')
         else:
             geom = f'type="cylinder" size="{o.size[0]} {o.size[2]}" pos="{x:.4f} {y:.4f} {o.size[2]:.4f}"'
-        obstacles.append(f'<geom name="obstacle_{i}" {geom} rgba="{_rgb(o.color)}" '
-                         f'contype="1" conaffinity="1"/>')
+        # A distractor (collide: false) is drawn but never touched: no contact pairs at all.
+        contact = 'contype="1" conaffinity="1"' if o.collide else 'contype="0" conaffinity="0"'
+        obstacles.append(f'<geom name="obstacle_{i}" {geom} rgba="{_rgb(_exposed(o.color, app.exposure))}" '
+                         f'{contact}/>')
 
     range_xml = ''
     if config.range_sensor:
@@ -94,10 +108,14 @@ def build_mjcf(scene, track, track_map, config, limits):
         # range_max to +inf itself.
         range_xml = '<rangefinder name="range" site="range_site"/>'
 
+    sky_color = _exposed(app.sky_color, app.exposure)
+    # Lighting is evaluated at the plane's grid vertices: a 5 m grid draws diffuse light exactly (and
+    # fast), but a specular highlight needs vertices near it, so a specular road gets a 0.2 m grid.
+    track_grid = 0.2 if app.road_specular > 0 else 5
     sky = ''.join(
         f'<geom name="sky_{i}" type="box" size="1 {SKY_DISTANCE} {SKY_DISTANCE}" '
         f'pos="{cx + SKY_DISTANCE * math.cos(a):.2f} {cy + SKY_DISTANCE * math.sin(a):.2f} 0" '
-        f'euler="0 0 {a:.5f}" rgba="{_rgb(app.sky_color)}" contype="0" conaffinity="0"/>'
+        f'euler="0 0 {a:.5f}" rgba="{_rgb(sky_color)}" contype="0" conaffinity="0"/>'
         for i, a in enumerate((0.0, math.pi / 2, math.pi, 3 * math.pi / 2)))
     hx, hy, hz = CHASSIS_HALF
     wy = WHEEL_SEPARATION / 2
@@ -110,14 +128,15 @@ def build_mjcf(scene, track, track_map, config, limits):
     <global offwidth="{max(iw, 16)}" offheight="{max(ih, 16)}"/>
     <quality offsamples="0" shadowsize="0"/>
     <map znear="0.02" zfar="400" fogstart="{app.haze.start}" fogend="{app.haze.end}"/>
-    <headlight ambient="{light.ambient} {light.ambient} {light.ambient}"
-               diffuse="{light.headlight} {light.headlight} {light.headlight}" specular="0 0 0"/>
-    <rgba fog="{_rgb(app.sky_color)}" haze="{_rgb(app.sky_color)}"/>
+    <headlight ambient="{_tinted(light.ambient, light.color)}"
+               diffuse="{_tinted(light.headlight, light.color)}" specular="0 0 0"/>
+    <rgba fog="{_rgb(sky_color)}" haze="{_rgb(sky_color)}"/>
   </visual>
   <asset>
     <texture name="track" type="2d" file="track.png"/>
-    <material name="track" texture="track" texrepeat="1 1" texuniform="false" specular="0"
-              shininess="0" reflectance="0"/>
+    <material name="track" texture="track" texrepeat="1 1" texuniform="false"
+              specular="{app.road_specular!r}" shininess="{0.1 if app.road_specular > 0 else 0}"
+              reflectance="0"/>
   </asset>
   <default>
     <geom friction="1.0 0.005 0.0001" solref="0.004 1"/>
@@ -125,9 +144,9 @@ def build_mjcf(scene, track, track_map, config, limits):
   <worldbody>
     <light name="sun" directional="true" castshadow="false" pos="0 0 10"
            dir="{d[0]:.4f} {d[1]:.4f} {d[2]:.4f}"
-           diffuse="{light.diffuse} {light.diffuse} {light.diffuse}"
-           specular="{light.specular} {light.specular} {light.specular}" ambient="0 0 0"/>
-    <geom name="track" type="plane" size="{width_m / 2:.4f} {height_m / 2:.4f} 5"
+           diffuse="{_tinted(light.diffuse, light.color)}"
+           specular="{_tinted(light.specular, light.color)}" ambient="0 0 0"/>
+    <geom name="track" type="plane" size="{width_m / 2:.4f} {height_m / 2:.4f} {track_grid}"
           pos="{cx:.4f} {cy:.4f} 0" material="track"/>
     <geom name="far_ground" type="plane" size="{SKY_DISTANCE} {SKY_DISTANCE} 50" pos="{cx:.2f} {cy:.2f} -0.01"
           rgba="{_rgb(ground_mean)}" contype="0" conaffinity="0"/>

@@ -26,6 +26,7 @@ from liquid_controller.errors import SceneError
 SCENES_DIR = Path(__file__).resolve().parent / 'scenes'
 
 TRACK_SHAPES = ('rounded_rectangle', 'ellipse', 'waypoints')
+TRACK_DIRECTIONS = ('ccw', 'cw')
 CENTER_LINE_STYLES = ('none', 'solid', 'dashed')
 OBSTACLE_SHAPES = ('box', 'cylinder')
 
@@ -132,7 +133,11 @@ class TrackSpec(_Section):
 
     shape: 'rounded_rectangle' (length, width, corner_radius: the centre line's extent and corner
     radius), 'ellipse' (length, width: the axes' full lengths) or 'waypoints' (points: closed polygon
-    of [x, y] corners, rounded with corner_radius). The rover drives counter-clockwise.
+    of [x, y] corners, rounded with corner_radius, or per corner with corner_radii: one radius per
+    point, so one track can mix hairpins and sweepers). direction: 'ccw' (default: the rover drives
+    counter-clockwise, the loop's corners turn left) or 'cw' (clockwise: right-hand loop), whatever
+    order the points are listed in. edge_lines: paint the two lane edge lines (default true);
+    center_line: 'none', 'solid' or 'dashed'.
     """
     KEY = 'track'
     shape: str = 'rounded_rectangle'
@@ -140,14 +145,20 @@ class TrackSpec(_Section):
     width: float = 10.0
     corner_radius: float = 3.0
     points: list = None
+    corner_radii: list = None
+    direction: str = 'ccw'
     lane_width: float = 1.0
     line_width: float = 0.05
     center_line: str = 'dashed'
+    edge_lines: bool = True
     dash_length: float = 0.4
     shoulder_width: float = 0.25
 
     def validate(self, p):
         _choice(self.shape, f'{p}.shape', TRACK_SHAPES)
+        _choice(self.direction, f'{p}.direction', TRACK_DIRECTIONS)
+        _check(isinstance(self.edge_lines, bool), f'{p}.edge_lines', self.edge_lines,
+               'must be true or false')
         self.length = _number(self.length, f'{p}.length', 2.0, 200.0)
         self.width = _number(self.width, f'{p}.width', 2.0, 200.0)
         self.corner_radius = _number(self.corner_radius, f'{p}.corner_radius', 0.5, 50.0)
@@ -164,24 +175,52 @@ class TrackSpec(_Section):
             _check(isinstance(pts, list) and len(pts) >= 3, f'{p}.points', pts,
                    'must be a list of at least 3 [x, y] points for shape waypoints')
             self.points = [list(_vector(q, f'{p}.points[{i}]', 2)) for i, q in enumerate(pts)]
+            if self.corner_radii is not None:
+                radii = self.corner_radii
+                _check(isinstance(radii, list) and len(radii) == len(pts), f'{p}.corner_radii', radii,
+                       f'must be a list of {len(pts)} radii (one per point)')
+                self.corner_radii = [_number(r, f'{p}.corner_radii[{i}]', 0.5, 50.0)
+                                     for i, r in enumerate(radii)]
         else:
             _check(self.points is None, f'{p}.points', self.points,
                    'only allowed with shape: waypoints')
+            _check(self.corner_radii is None, f'{p}.corner_radii', self.corner_radii,
+                   'only allowed with shape: waypoints')
         # The rover must fit the curve: the inner lane edge needs a positive radius.
-        _check(self.corner_radius > self.lane_width / 2 + self.shoulder_width or self.shape == 'ellipse',
-               f'{p}.corner_radius', self.corner_radius,
-               'must exceed lane_width/2 + shoulder_width')
+        for key, radius in self._radii_by_key(p):
+            _check(radius > self.lane_width / 2 + self.shoulder_width or self.shape == 'ellipse',
+                   key, radius, 'must exceed lane_width/2 + shoulder_width')
+
+    def _radii_by_key(self, p):
+        """(dotted key, radius) of every corner's fillet radius."""
+        if self.shape == 'waypoints' and self.corner_radii is not None:
+            return [(f'{p}.corner_radii[{i}]', r) for i, r in enumerate(self.corner_radii)]
+        return [(f'{p}.corner_radius', self.corner_radius)]
+
+    def radii(self):
+        """Fillet radius of each waypoint corner (m): corner_radii, else corner_radius for every point."""
+        if self.corner_radii is not None:
+            return list(self.corner_radii)
+        return [self.corner_radius] * len(self.points or [])
 
 
 @dataclass
 class LightSpec(_Section):
-    """Directional sun light: direction points from the light toward the scene (world frame)."""
+    """Directional sun light: direction points from the light toward the scene (world frame).
+
+    diffuse, specular: the sun's intensities; ambient: uniform light; headlight: a light at the
+    camera. color: RGB tint of all of them (white [1, 1, 1] by default; [1.0, 0.8, 0.6] is a warm
+    evening light). The renderer clamps the summed light at 1 per channel before it multiplies the
+    surface colours, so lights can darken a scene but never make it brighter than its colours: use
+    ``appearance.exposure`` for that.
+    """
     KEY = 'appearance.light'
     direction: tuple = (0.3, 0.2, -1.0)
     diffuse: float = 0.7
     ambient: float = 0.35
     specular: float = 0.05
     headlight: float = 0.25
+    color: tuple = (1.0, 1.0, 1.0)
 
     def validate(self, p):
         self.direction = _vector(self.direction, f'{p}.direction', 3)
@@ -189,6 +228,7 @@ class LightSpec(_Section):
                'z must be negative (light shines downward)')
         for name in ('diffuse', 'ambient', 'specular', 'headlight'):
             setattr(self, name, _number(getattr(self, name), f'{p}.{name}', 0.0, 1.0))
+        self.color = _color(self.color, f'{p}.color')
 
 
 @dataclass
@@ -207,7 +247,14 @@ class HazeSpec(_Section):
 
 @dataclass
 class AppearanceSpec(_Section):
-    """Colours (RGB in [0, 1]) and procedural texture parameters."""
+    """Colours (RGB in [0, 1]) and procedural texture parameters.
+
+    exposure: camera exposure gain on every surface colour (ground texture, sky, obstacles) before
+    lighting, clipped at white; 1 leaves the colours as written, > 1 gives scenes brighter than any
+    light setting can (see LightSpec). road_specular: specular reflectance of the track surface in
+    [0, 1] (a wet or polished road shows the sun's highlight); the ground texture is one material, so
+    the shoulders and the grass painted next to the road share it.
+    """
     KEY = 'appearance'
     ground_color: tuple = (0.25, 0.45, 0.18)
     ground_noise: float = 0.08
@@ -222,6 +269,8 @@ class AppearanceSpec(_Section):
     haze: HazeSpec = field(default_factory=HazeSpec)
     texture_resolution: float = 0.02
     texture_seed: int = 0
+    exposure: float = 1.0
+    road_specular: float = 0.0
 
     @classmethod
     def from_dict(cls, data, prefix):
@@ -242,6 +291,8 @@ class AppearanceSpec(_Section):
         self.ground_patch_scale = _number(self.ground_patch_scale, f'{p}.ground_patch_scale', 0.1, 20.0)
         self.texture_resolution = _number(self.texture_resolution, f'{p}.texture_resolution',
                                           0.005, 0.1)
+        self.exposure = _number(self.exposure, f'{p}.exposure', 0.25, 4.0)
+        self.road_specular = _number(self.road_specular, f'{p}.road_specular', 0.0, 1.0)
         _check(isinstance(self.texture_seed, int) and not isinstance(self.texture_seed, bool)
                and self.texture_seed >= 0, f'{p}.texture_seed', self.texture_seed,
                'must be a non-negative integer')
@@ -253,6 +304,8 @@ class ObstacleSpec(_Section):
 
     at: fraction of the lap along the centre line in [0, 1); offset: lateral offset from the centre
     line (m, left positive); size: box half-sizes (x, y, z) or cylinder (radius, radius, half-height).
+    collide: true (default) for a solid obstacle (touching it is a collision); false for a visual
+    distractor (a sign, a bush) the rover passes through and the range sensor still sees.
     """
     KEY = 'obstacle'
     at: float = 0.0
@@ -260,6 +313,7 @@ class ObstacleSpec(_Section):
     shape: str = 'box'
     size: tuple = (0.15, 0.15, 0.15)
     color: tuple = (0.8, 0.3, 0.1)
+    collide: bool = True
 
     def validate(self, p):
         self.at = _number(self.at, f'{p}.at', 0.0, 1.0)
@@ -270,6 +324,7 @@ class ObstacleSpec(_Section):
         for i, s in enumerate(self.size):
             _number(s, f'{p}.size[{i}]', 0.01, 5.0)
         self.color = _color(self.color, f'{p}.color')
+        _check(isinstance(self.collide, bool), f'{p}.collide', self.collide, 'must be true or false')
 
 
 @dataclass

@@ -101,14 +101,19 @@ def paint_track_map(track, appearance):
     image = blend(image, layer(appearance.road_color, appearance.road_noise, 10), coverage(half - a))
     # Edge lines sit just inside the lane boundary so the lane (between the lines' outer edges) is
     # exactly lane_width wide.
-    line = np.asarray(appearance.line_color, dtype=np.float32)
-    image = blend(image, line, coverage(np.minimum(a - (half - spec.line_width), half - a)))
+    if spec.edge_lines:
+        line = np.asarray(appearance.line_color, dtype=np.float32)
+        image = blend(image, line, coverage(np.minimum(a - (half - spec.line_width), half - a)))
     if spec.center_line != 'none':
         alpha = coverage(spec.line_width / 2 - a)
         if spec.center_line == 'dashed':
             phase = s % (2 * spec.dash_length)
             alpha = alpha * coverage(np.minimum(phase, spec.dash_length - phase))
         image = blend(image, np.asarray(appearance.center_line_color, dtype=np.float32), alpha)
+    if appearance.exposure != 1.0:
+        # Exposure scales the surface colours themselves: the renderer clamps the summed light at 1
+        # before multiplying by the texture, so only brighter texels can brighten the image.
+        image = image * np.float32(appearance.exposure)
     image = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
     return TrackMap(image=image, offset=offset.astype(np.float32), s=s.astype(np.float32),
                     resolution=res, xmin=float(xs[0]), ymin=float(ys[0]))

@@ -1,8 +1,10 @@
 """The track's centre line as a densely sampled closed curve, with projection queries.
 
 Built from a :class:`~liquid_controller.sim.scene.TrackSpec`: a rounded rectangle or rounded polygon
-(straight edges joined by circular arcs of ``corner_radius``) or an ellipse. The curve runs
-counter-clockwise; lateral offsets are positive to the left of the direction of travel (REP-103).
+(straight edges joined by circular arcs of ``corner_radius``, or one radius per corner) or an ellipse.
+The curve runs counter-clockwise, or clockwise with ``direction: cw`` (then the lap starts at the same
+place and runs the other way, so its loop corners turn right); lateral offsets are positive to the
+left of the direction of travel (REP-103) and curvature is positive turning left.
 """
 import math
 
@@ -18,17 +20,27 @@ def _wrap(angle):
     return (np.asarray(angle) + np.pi) % (2 * np.pi) - np.pi
 
 
+def _radii(radius, k):
+    """One fillet radius per corner from a scalar or a sequence of k radii."""
+    if np.ndim(radius) == 0:
+        return [float(radius)] * k
+    return [float(r) for r in radius]
+
+
 def _rounded_polygon(corners, radius, spacing):
     """Sample a closed polygon whose corners are replaced by circular arcs of ``radius``.
 
-    corners: (K, 2) counter-clockwise. Returns (N, 2) points spaced about ``spacing`` apart.
+    corners: (K, 2) counter-clockwise; radius: one radius, or K radii (one per corner). Returns (N, 2)
+    points spaced about ``spacing`` apart.
     """
     corners = np.asarray(corners, dtype=float)
     k = len(corners)
+    radii = _radii(radius, k)
     pieces = []
     # Tangent points of each corner's fillet: (entry point, exit point, centre, start angle, sweep).
     fillets = []
     for i in range(k):
+        radius = radii[i]
         prev_pt, pt, next_pt = corners[i - 1], corners[i], corners[(i + 1) % k]
         u1 = (pt - prev_pt) / np.linalg.norm(pt - prev_pt)
         u2 = (next_pt - pt) / np.linalg.norm(next_pt - pt)
@@ -42,6 +54,7 @@ def _rounded_polygon(corners, radius, spacing):
         fillets.append((entry, exit_, centre, start, turn, t))
     for i in range(k):
         entry, exit_, centre, start, turn, t = fillets[i]
+        radius = radii[i]
         if abs(turn) > 1e-9:
             n = max(2, int(math.ceil(abs(turn) * radius / spacing)))
             ang = start + np.linspace(0.0, turn, n, endpoint=False)
@@ -59,6 +72,7 @@ def _check_fillets_fit(corners, radius, where):
     """Each edge must hold both fillets' tangent lengths, or the rounded polygon self-intersects."""
     corners = np.asarray(corners, dtype=float)
     k = len(corners)
+    radii = _radii(radius, k)
     tangents = []
     for i in range(k):
         u1 = corners[i] - corners[i - 1]
@@ -69,11 +83,13 @@ def _check_fillets_fit(corners, radius, where):
         turn = math.atan2(u1[0] * u2[1] - u1[1] * u2[0], float(np.dot(u1, u2)))
         if abs(abs(turn) - math.pi) < 1e-3:
             raise SceneError(f'{where}: track.points[{i}] reverses direction')
-        tangents.append(radius * math.tan(abs(turn) / 2))
+        tangents.append(radii[i] * math.tan(abs(turn) / 2))
     for i in range(k):
         edge = np.linalg.norm(corners[(i + 1) % k] - corners[i])
         if tangents[i] + tangents[(i + 1) % k] > edge + 1e-9:
-            raise SceneError(f'{where}: track.corner_radius={radius}: too large for the edge from '
+            what = (f'track.corner_radius={radii[i]}' if np.ndim(radius) == 0 else
+                    f'track.corner_radii[{i}]={radii[i]} / [{(i + 1) % k}]={radii[(i + 1) % k]}')
+            raise SceneError(f'{where}: {what}: too large for the edge from '
                              f'track.points[{i}] to track.points[{(i + 1) % k}] ({edge:.2f} m)')
 
 
@@ -101,22 +117,34 @@ class Track:
                 raise SceneError(f'{source}: track.width={spec.width}: the ellipse is too tight for '
                                  f'the lane (smallest radius {min_radius:.2f} m)')
         else:
+            radius = spec.corner_radius
             if spec.shape == 'rounded_rectangle':
                 hx, hy = spec.length / 2, spec.width / 2
                 corners = [(-hx, -hy), (hx, -hy), (hx, hy), (-hx, hy)]
             else:
                 corners = spec.points
+                if spec.corner_radii is not None:
+                    radius = list(spec.corner_radii)
+                # checked in file order, so an error names the file's point indices
+                _check_fillets_fit(corners, radius, source)
                 signed_area = 0.5 * sum(
                     corners[i - 1][0] * corners[i][1] - corners[i][0] * corners[i - 1][1]
                     for i in range(len(corners)))
-                if signed_area < 0:  # drive counter-clockwise whatever order the file lists
+                if signed_area < 0:  # build counter-clockwise whatever order the file lists
                     corners = corners[::-1]
-            _check_fillets_fit(corners, spec.corner_radius, source)
-            points = _rounded_polygon(corners, spec.corner_radius, SAMPLE_SPACING / 4)
+                    if spec.corner_radii is not None:
+                        radius = radius[::-1]
+            if spec.shape == 'rounded_rectangle':
+                _check_fillets_fit(corners, radius, source)
+            points = _rounded_polygon(corners, radius, SAMPLE_SPACING / 4)
             # Start the lap (s = 0) in the middle of the first edge, on a straight.
             mid = (np.asarray(corners[0], float) + np.asarray(corners[1], float)) / 2
             points = np.roll(points, -int(np.argmin(((points - mid) ** 2).sum(axis=1))), axis=0)
             points = self._resample(points, SAMPLE_SPACING)
+        if spec.direction == 'cw':
+            # Same loop driven the other way, from the same start point: reverse the sample order
+            # but keep sample 0 first, so s = 0 stays where it is for either direction.
+            points = np.concatenate([points[:1], points[:0:-1]], axis=0)
         self.points = points  # (N, 2)
         seg = np.roll(points, -1, axis=0) - points  # (N, 2) segment i: point i -> i+1
         seg_len = np.linalg.norm(seg, axis=1)

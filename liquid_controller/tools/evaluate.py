@@ -44,6 +44,20 @@ def register(sub):
     p.add_argument('--image-noise', type=float, default=0.0, metavar='STD',
                    help='Gaussian noise std added to every camera frame, 8-bit units (default 0)')
     p.add_argument('--out', metavar='DIR', help='output folder (default out/eval/NAME)')
+    p.add_argument('--backend', choices=('auto', 'torch', 'onnx'), default=None,
+                   help="policy engine (overrides the params file's 'backend'; onnx: --model is an "
+                        'ONNX export folder or a model with NAME.onnx.json next to its card)')
+    p.add_argument('--random-start', action='store_true',
+                   help='each scene and seed starts at its own random place on the lap, off-centre and '
+                        'askew, so seeds are separate trials')
+    p.add_argument('--disturbance-rate', type=float, default=0.0, metavar='HZ',
+                   help='random yaw-rate pushes per second added to the applied command (default 0)')
+    p.add_argument('--no-filter', action='store_true',
+                   help="drive on the network's nominal command alone; the safety filter runs in shadow "
+                        'and its interventions are still counted')
+    p.add_argument('--lane-from-params', action='store_true',
+                   help="lane barrier half-width from the params file's safety.lane_half_width instead of "
+                        'the scene (lane_width / 2 - rover half-width)')
     p.add_argument('--record-in-card', action='store_true',
                    help="store the results in the model card's metrics (closed_loop, closed_loop_laps)")
     p.set_defaults(func=run)
@@ -59,7 +73,20 @@ def command_line(args):
         parts += ['--seconds-per-lap', f'{args.seconds_per_lap:g}']
     if args.max_seconds is not None:
         parts += ['--max-seconds', f'{args.max_seconds:g}']
+    if args.random_start:
+        parts += ['--random-start']
+    if args.disturbance_rate:
+        parts += ['--disturbance-rate', f'{args.disturbance_rate:g}']
+    if args.no_filter:
+        parts += ['--no-filter']
+    if args.lane_from_params:
+        parts += ['--lane-from-params']
     return shlex.join(parts)
+
+
+def _settings(args):
+    settings = settings_from_args(args)
+    return settings.with_values(backend=args.backend) if args.backend else settings
 
 
 def run(args):
@@ -69,9 +96,11 @@ def run(args):
         config = ev.EvalConfig(scenes=ev.parse_list(args.scenes, 'scenes'), laps=args.laps,
                                seeds=ev.parse_list(args.seeds, 'seeds', int),
                                image_noise_std=args.image_noise, seconds_per_lap=args.seconds_per_lap,
-                               max_seconds=args.max_seconds, plots=not args.no_plots)
+                               max_seconds=args.max_seconds, plots=not args.no_plots,
+                               random_start=args.random_start, disturbance_rate_hz=args.disturbance_rate)
         driver = ev.ExpertDriverAdapter() if args.expert else \
-            ev.ControllerDriver(args.model, settings_from_args(args))
+            ev.ControllerDriver(args.model, _settings(args), use_filter=not args.no_filter,
+                                lane_from_scene=not args.lane_from_params)
         out = Path(args.out) if args.out else Path('out') / 'eval' / driver.name
         report = ev.evaluate_driver(driver, config, out_dir=out, progress=not args.quiet,
                                     workers=args.workers)

@@ -1,0 +1,51 @@
+"""`liquid-controller benchmark --models M [M ...] --suite DIR --workers N --episodes-per-scene K --out DIR`:
+the held-out benchmark (generated scenes in three families) over several models, filter on and off.
+
+Thin: calls :func:`liquid_controller.evaluation.benchmark.run_benchmark`; writes ``DIR/benchmark.json``
+and ``DIR/benchmark.md`` (completion, departures, collisions, interventions by row type, with 95%
+confidence intervals, per family and per corner direction) and prints the markdown.
+"""
+import sys
+
+
+def register(sub):
+    """Add the `benchmark` subcommand."""
+    p = sub.add_parser('benchmark', help='held-out benchmark suite over several models',
+                       description='Drive each model through the runtime Controller on every scene of '
+                                   'a benchmark suite (random start, disturbances, K episodes per '
+                                   'scene), with the safety filter on and/or off (shadow), and report '
+                                   'means with 95% confidence intervals overall, per scene family and '
+                                   'per corner direction.')
+    p.add_argument('--models', nargs='+', required=True, metavar='M',
+                   help="model names in models/ or paths to NAME.json; 'expert' for the privileged reference")
+    p.add_argument('--suite', metavar='DIR', help='suite folder or suite.yaml '
+                                                  '(default: the shipped liquid_controller/sim/benchmark_suite)')
+    p.add_argument('--episodes-per-scene', type=int, default=1, metavar='K',
+                   help='episodes per scene, seeds 0..K-1 (default 1)')
+    p.add_argument('--filter', default='on', choices=('on', 'off', 'both'),
+                   help="'off': the network's nominal command drives, the filter runs in shadow (default on)")
+    p.add_argument('--workers', type=int, default=1, metavar='N', help='processes (default 1)')
+    p.add_argument('--out', required=True, metavar='DIR', help='output folder')
+    p.add_argument('--quiet', action='store_true', help='no progress bars')
+    from liquid_controller.tools.params_file import add_params_file_argument
+    add_params_file_argument(p)
+    p.set_defaults(func=run)
+
+
+def run(args):
+    """Run the benchmark; returns the exit code (1 with a one-line error on bad input)."""
+    from liquid_controller.errors import InputError, ModelFileError, SceneError
+    from liquid_controller.evaluation import benchmark as bm
+    from liquid_controller.tools.params_file import settings_from_args
+    modes = ('on', 'off') if args.filter == 'both' else (args.filter,)
+    try:
+        settings = None if all(m == 'expert' for m in args.models) else settings_from_args(args)
+        result = bm.run_benchmark(args.models, args.suite, episodes_per_scene=args.episodes_per_scene,
+                                  filter_modes=modes, workers=args.workers, out_dir=args.out,
+                                  settings=settings, progress=not args.quiet)
+    except (InputError, ModelFileError, SceneError) as exc:
+        print(f'liquid-controller benchmark: error: {exc}', file=sys.stderr)
+        return 1
+    print(bm.format_markdown(result))
+    print(f"json: {result['json']}  markdown: {result['markdown']}")
+    return 0
