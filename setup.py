@@ -39,7 +39,11 @@ setup(
     # `pip install .[edge]`: the torch-free runtime (onnx backend) and the embedded simulator;
     # pinned in requirements-edge.txt / constraints.txt (docs/edge.md)
     extras_require={'edge': ['numpy', 'onnxruntime', 'safetensors', 'PyYAML', 'mujoco', 'scipy',
-                             'pillow', 'tqdm']},
+                             'pillow', 'tqdm'],
+                    # evaluation and the benchmark fanned out over a Ray cluster (--ray)
+                    'cluster': ['ray'],
+                    # models exported to ONNX (liquid-controller export)
+                    'export': ['onnx', 'onnxruntime']},
     zip_safe=False,
     maintainer='liquid_controller maintainers',
     maintainer_email='maintainers@liquid-controller.dev',

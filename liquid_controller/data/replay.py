@@ -225,15 +225,17 @@ class ReplayResult:
 
 
 def ood_summary(scores):
-    """Per-run summary of OOD scores (N,): available, mean, max, frames_over and fraction_over 1."""
+    """Per-run summary of OOD scores (N,; nan = unavailable): available, mean, max, frames (scored),
+    frames_over and fraction_over 1."""
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     s = s[~np.isnan(s)]
     if not s.size:
-        return {'available': False, 'mean': float('nan'), 'max': float('nan'), 'frames_over': 0,
-                'fraction_over': float('nan')}
+        # None, not NaN: the summary goes into JSON reports and is compared between runs
+        return {'available': False, 'mean': None, 'max': None, 'frames': 0, 'frames_over': 0,
+                'fraction_over': None}
     over = int((s > 1.0).sum())
-    return {'available': True, 'mean': float(np.mean(s)), 'max': float(np.max(s)), 'frames_over': over,
-            'fraction_over': over / s.size}
+    return {'available': True, 'mean': float(np.mean(s)), 'max': float(np.max(s)), 'frames': int(s.size),
+            'frames_over': over, 'fraction_over': over / s.size}
 
 
 def _fmt(x):

@@ -15,6 +15,7 @@ Student-t confidence interval (evaluation/statistics.py), overall, per family an
 (left / right corner / straight under the rover, sim/metrics.py), for the filter on and off (shadow).
 """
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,9 +188,11 @@ def summarize(episodes, suite):
     families = {}
     for e in episodes:
         families.setdefault(suite.family_of(e['scene']), []).append(e)
+    from liquid_controller.evaluation.ood_separation import ood_separation
     return {'overall': _core(episodes),
             'families': {f: _core(families[f]) for f in FAMILIES if f in families},
-            'corners': _corners(episodes)}
+            'corners': _corners(episodes),
+            'ood': ood_separation(episodes)}
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -202,9 +205,10 @@ def _driver(model, use_filter, settings):
 
 
 def run_benchmark(models, suite=None, episodes_per_scene=1, filter_modes=('on',), workers=1,
-                  out_dir=None, settings=None, progress=True):
+                  out_dir=None, settings=None, progress=True, ray=None):
     """Run every model (model file names/paths, or 'expert' for the privileged reference) on the
     suite in each filter mode ('on', 'off' = network's nominal command drives, filter in shadow).
+    ``workers`` processes, or Ray tasks with ``ray`` ('auto' or a cluster address; see evaluate_driver).
 
     Returns a JSON-able report {suite, config, runs: [{model, filter, info, summary, episodes, speed}]};
     with ``out_dir`` writes ``benchmark.json`` and ``benchmark.md`` there.
@@ -222,7 +226,7 @@ def run_benchmark(models, suite=None, episodes_per_scene=1, filter_modes=('on',)
     for model in models:
         for mode in (modes if model != 'expert' else ('n/a',)):
             driver = _driver(model, mode != 'off', settings)
-            report = evaluate_driver(driver, config, progress=progress, workers=workers,
+            report = evaluate_driver(driver, config, progress=progress, workers=workers, ray=ray,
                                      label=f'{driver.name} filter {mode}')
             runs.append({'model': driver.name, 'filter': mode, 'info': report['model'],
                          'summary': summarize(report['episodes'], suite), 'episodes': report['episodes'],
@@ -231,7 +235,7 @@ def run_benchmark(models, suite=None, episodes_per_scene=1, filter_modes=('on',)
                         'scenes': len(suite.scenes),
                         'families': {f: sum(1 for _, g in suite.scenes if g == f) for f in FAMILIES}},
               'config': dict(config.to_dict(), scenes=[Path(p).stem for p in config.scenes],
-                             episodes_per_scene=episodes_per_scene, workers=workers),
+                             episodes_per_scene=episodes_per_scene, workers=workers, ray=ray),
               'generated_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
               'elapsed_s': time.perf_counter() - t0, 'runs': runs}
     if out_dir is not None:
@@ -301,4 +305,22 @@ def format_markdown(result):
         out += ['', 'Filter interventions by binding row type, % of filter steps (a step where two types '
                     'bind counts under both; with the filter off they are counted in shadow).', '',
                 _rows(('Model', 'Filter') + ROW_TYPES, rows)]
+    rows = []
+    for r in result['runs']:
+        o = r['summary'].get('ood') or {}
+        if o.get('available'):
+            rows.append((r['model'], r['filter'], f"{o['failing']}/{o['episodes']}", _num(o['auroc_max'], 3),
+                         _num(o['auroc_mean'], 3), f"{o['failing_warned_before_departure']}/{o['failing']}",
+                         _num(o['median_lead_s'], 2), _num(100 * o['clean_fraction_over'], 2)))
+    if rows:
+        out += ['', 'OOD monitor: failing episodes (a lane departure, off-road or collision end) of all scored; '
+                    'AUROC of the per-episode max and mean score for failing vs clean; failing episodes whose '
+                    'score crossed 1 before the first departure; median lead time (s); % of clean episodes\' '
+                    'frames above 1 (false warnings).', '',
+                _rows(('Model', 'Filter', 'Failing', 'AUROC max', 'AUROC mean', 'Warned before departure',
+                       'Median lead s', 'Clean frames over 1 %'), rows)]
     return '\n'.join(out)
+
+
+def _num(x, digits):
+    return '-' if x is None or (isinstance(x, float) and math.isnan(x)) else f'{x:.{digits}f}'

@@ -79,13 +79,14 @@ def _noise_levels(levels):
 
 
 def compare_models(models, config, noise_levels=(0.0,), noise_scenes=None, out_dir=None, progress=True,
-                   include_expert=False, command=None, workers=1, attention=AttentionSettings(),
+                   include_expert=False, command=None, workers=1, ray=None, attention=AttentionSettings(),
                    settings=None):
     """Evaluate every model (names or paths) with ``config`` (EvalConfig; its image_noise_std is
     replaced by each of ``noise_levels``). All model files are loaded first, so a missing one fails
     before any driving. Returns the JSON-able comparison (``rows``, ``models``, ``evaluations``); with
     ``out_dir`` also writes ``compare.json``, ``compare.md`` and the per-model evaluations and plots.
-    ``workers``: processes per evaluation (see :func:`~liquid_controller.evaluation.evaluate.evaluate_driver`).
+    ``workers``: processes per evaluation, or Ray tasks with ``ray`` (see
+    :func:`~liquid_controller.evaluation.evaluate.evaluate_driver`).
     ``attention``: :class:`AttentionSettings` for the attention columns of the noise-free rows of every
     model (not the expert, which has no network); None skips them (the columns are then None).
     ``settings``: the controller node's settings for every model (None: config/controller.yaml).
@@ -115,7 +116,8 @@ def compare_models(models, config, noise_levels=(0.0,), noise_scenes=None, out_d
             cfg = dataclasses.replace(config, image_noise_std=level, scenes=scenes)
             key = f'{label}@noise{level:g}'
             report = evaluate_driver(driver, cfg, out_dir=out_dir / 'evaluations' if out_dir else None,
-                                     progress=progress, label=key.replace('@', '_'), workers=workers)
+                                     progress=progress, label=key.replace('@', '_'), workers=workers,
+                                     ray=ray)
             evaluations[key] = report
             for scene, agg in report['scenes'].items():
                 row = _row(info, scene, level, agg)

@@ -270,6 +270,7 @@ class ControllerDriver(Driver):
         self._filtered = 0
         self._step_s = []
         self._policy_s = []
+        self._ood = []            # (sim time s, OOD score, rover in lane) per step
         from liquid_controller.evaluation.interventions import InterventionCounter
         self._rows = InterventionCounter()
 
@@ -304,6 +305,8 @@ class ControllerDriver(Driver):
             self._step_s.append(out.timings['total'])
         if 'policy' in out.timings:
             self._policy_s.append(out.timings['policy'])
+        self._ood.append((stamp, out.ood_score, bool(truth.in_lane)))
+        self.last_output = out
         if not self.use_filter and not out.safe:
             return out.nominal  # the filter ran in shadow (counted above); the network drives
         return out.command
@@ -320,8 +323,33 @@ class ControllerDriver(Driver):
             'lane_half_width': self.lane_half_width,
             'step_time_us': _percentiles(self._step_s),
             'policy_time_us': _percentiles(self._policy_s),
+            'ood': ood_episode_stats(self._ood),
             '_step_s': list(self._step_s),  # raw, pooled by the caller then dropped
         }
+
+
+def ood_episode_stats(samples):
+    """The OOD monitor over one episode from (sim time, score, in lane) per step: summary (replay's
+    ood_summary), when the score first went above 1 and when the rover first left its lane (s from the
+    episode start), and ``lead_s``: how long before that departure the score crossed 1 (None without a
+    departure or without a crossing before it)."""
+    from liquid_controller.data.replay import ood_summary
+    if not samples:
+        return {**ood_summary([]), 'first_over_s': None, 'first_departure_s': None, 'lead_s': None}
+    t = np.array([x[0] for x in samples], dtype=np.float64)
+    score = np.array([x[1] for x in samples], dtype=np.float64)
+    in_lane = np.array([x[2] for x in samples], dtype=bool)
+    t = t - t[0]
+    over = np.flatnonzero(score > 1.0)
+    out_lane = np.flatnonzero(~in_lane)
+    first_over = float(t[over[0]]) if over.size else None
+    first_departure = float(t[out_lane[0]]) if out_lane.size else None
+    lead = None
+    if first_departure is not None:
+        before = over[t[over] <= first_departure] if over.size else over
+        lead = float(first_departure - t[before[0]]) if before.size else None
+    return {**ood_summary(score), 'first_over_s': first_over, 'first_departure_s': first_departure,
+            'lead_s': lead}
 
 
 class ExpertDriverAdapter(Driver):
@@ -510,18 +538,22 @@ def _run_parallel(driver, config, jobs, workers, out_dir, label, bar):
     return done
 
 
-def evaluate_driver(driver, config, out_dir=None, progress=True, world=None, label=None, workers=1):
+def evaluate_driver(driver, config, out_dir=None, progress=True, world=None, label=None, workers=1,
+                    ray=None):
     """Evaluate ``driver`` on every scene and seed of ``config``.
 
     Returns a JSON-able report: ``model`` (driver.info()), ``config``, ``episodes`` (one record per
     scene and seed), ``scenes`` (aggregates per scene), ``speed`` (simulated vs wall seconds). With
     ``out_dir``, writes ``evaluation.json`` (or ``<label>.json``) and trajectory plots under ``plots/``.
     ``workers`` > 1 runs episodes in that many processes (same records as a serial run; the driver must
-    be picklable, which ControllerDriver and ExpertDriverAdapter are).
+    be picklable, which ControllerDriver and ExpertDriverAdapter are). ``ray`` ('auto' or a cluster
+    address) runs every episode as a Ray task instead (evaluation/ray_cluster.py; a local Ray started
+    for the call gets ``workers`` CPUs).
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise InputError('workers', workers, 'must be an integer >= 1')
     jobs = [(scene, seed) for scene in config.scenes for seed in config.seeds]
+    local_cpus = workers
     workers = min(workers, len(jobs))
     out_dir = Path(out_dir) if out_dir is not None else None
     bar = None
@@ -533,7 +565,12 @@ def evaluate_driver(driver, config, out_dir=None, progress=True, world=None, lab
                    bar_format='{l_bar}{bar}| {n:.0f}/{total:.0f} sim s [{elapsed}<{remaining}]{postfix}')
     t0 = time.perf_counter()
     try:
-        if workers > 1:
+        if ray is not None:
+            from liquid_controller.evaluation.ray_cluster import run_on_ray
+            if hasattr(driver, 'controller'):
+                driver.controller = None  # nothing stateful travels to the tasks
+            done = run_on_ray(_worker, driver, config, jobs, ray, out_dir, label, bar, local_cpus=local_cpus)
+        elif workers > 1:
             done = _run_parallel(driver, config, jobs, workers, out_dir, label, bar)
         else:
             own_world = world is None
@@ -565,7 +602,7 @@ def evaluate_driver(driver, config, out_dir=None, progress=True, world=None, lab
         # call (world and model set-up, plots, all workers) for the throughput
         'speed': {'sim_s': sim_s, 'wall_s': wall_s,
                   'sim_seconds_per_wall_second': sim_s / wall_s if wall_s > 0 else None,
-                  'workers': workers, 'elapsed_s': elapsed,
+                  'workers': workers, 'ray': ray, 'elapsed_s': elapsed,
                   'throughput_sim_seconds_per_wall_second': sim_s / elapsed if elapsed > 0 else None},
         'plots': plots,
     }

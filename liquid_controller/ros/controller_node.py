@@ -88,6 +88,7 @@ class ControllerNode(LifecycleNode):
         self.controller = None
         self.assembler = None
         self._settings = None          # runtime.settings.Settings, taken at configure
+        self._scan_pose = (0.0, 0.0, 0.0)   # the scanner in base_link (x, y, yaw), from scan_pose
         self._parameter_table = all_parameters()   # runtime/settings.py: one definition
         for name, p in self._parameter_table.items():
             self.declare_parameter(name, p.default, _descriptor(p))
@@ -170,6 +171,7 @@ class ControllerNode(LifecycleNode):
                 self.controller = Controller(loaded, self._settings.controller_config(),
                                              self._settings.safety_config())
                 self.assembler = self._settings.frame_assembler()
+                self._scan_pose = self._settings.scan_pose()
             except (ModelFileError, InputError, ValueError, TypeError) as exc:
                 self.get_logger().error(f'configure failed: {exc}')
                 self.controller = None
@@ -418,7 +420,8 @@ class ControllerNode(LifecycleNode):
         try:
             stamp = convert.stamp_to_sec(msg.header.stamp, 'header.stamp')
             distance = forward_distance(msg.ranges, msg.angle_min, msg.angle_increment,
-                                        msg.range_min, msg.range_max, self._s('scan_half_angle'))
+                                        msg.range_min, msg.range_max, self._s('scan_half_angle'),
+                                        self._scan_pose)
         except InputError as exc:
             self._report_error(f'scan: {exc}')
             return

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from liquid_controller.errors import InputError
+from liquid_controller.validation import check_numbers
 
 MAX_IMAGE_PIXELS = 4096 * 4096  # anything larger is refused before any allocation
 
@@ -167,12 +168,16 @@ def images_to_tensor(frames):
     return x.movedim(-1, -3)  # (..., 3, H, W)
 
 
-def forward_distance(ranges, angle_min, angle_increment, range_min, range_max, half_angle):
-    """Nearest obstacle ahead from a planar scan (sensor_msgs/LaserScan fields, REP-117 semantics).
+def forward_distance(ranges, angle_min, angle_increment, range_min, range_max, half_angle,
+                     pose=(0.0, 0.0, 0.0)):
+    """Nearest obstacle ahead of the robot from a planar scan (sensor_msgs/LaserScan fields, REP-117).
 
-    Returns the smallest valid range among beams with |angle| <= half_angle (rad), or +inf when no
-    beam there sees anything. Readings outside [range_min, range_max], NaN and +inf are "no return";
-    -inf (too close, REP-117) counts as range_min. Raises InputError for malformed fields.
+    ``pose`` (x m, y m, yaw rad) is the scanner's pose in base_link (the ``scan_pose`` parameter; the
+    default: at base_link's origin, facing forward). Each beam's end point is moved into base_link;
+    the result is the smallest distance from base_link's origin to an end point whose bearing from
+    base_link's x axis is within ``half_angle`` (rad), or +inf when no beam there sees anything.
+    Readings outside [range_min, range_max], NaN and +inf are "no return"; -inf (too close, REP-117)
+    counts as range_min. Raises InputError for malformed fields.
     """
     try:
         r = np.asarray(ranges, dtype=np.float64).reshape(-1)
@@ -184,14 +189,17 @@ def forward_distance(ranges, angle_min, angle_increment, range_min, range_max, h
                     ('range_max', hi), ('half_angle', half)):
         if not np.isfinite(v):
             raise InputError(f'scan.{name}', v, 'must be finite')
+    x0, y0, yaw0 = check_numbers('scan_pose', tuple(pose), 3)
     if r.size == 0:
         raise InputError('scan.ranges', 0, 'empty scan')
     if da == 0.0 and r.size > 1:
         raise InputError('scan.angle_increment', da, 'must be non-zero for more than one beam')
     if not 0.0 <= lo < hi:
         raise InputError('scan.range_min', (lo, hi), 'need 0 <= range_min < range_max')
-    angles = a0 + da * np.arange(r.size)                    # (N,) beam angles, x forward
-    ahead = np.abs(np.arctan2(np.sin(angles), np.cos(angles))) <= half
+    angles = a0 + da * np.arange(r.size) + yaw0             # (N,) beam directions in base_link
     r = np.where(np.isneginf(r), lo, r)                      # REP-117: -inf = closer than range_min
-    valid = ahead & np.isfinite(r) & (r >= lo) & (r <= hi)
-    return float(r[valid].min()) if valid.any() else float('inf')
+    valid = np.isfinite(r) & (r >= lo) & (r <= hi)
+    rv = np.where(valid, r, 0.0)
+    px, py = x0 + rv * np.cos(angles), y0 + rv * np.sin(angles)   # (N,) end points in base_link
+    valid &= np.abs(np.arctan2(py, px)) <= half
+    return float(np.hypot(px, py)[valid].min()) if valid.any() else float('inf')

@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 
 from liquid_controller.errors import InputError
+from liquid_controller.validation import check_numbers
 from liquid_controller.runtime import frame_assembler
 from liquid_controller.runtime.controller import OOD_ACTIONS, ControllerConfig
 from liquid_controller.runtime.policy_backend import BACKENDS
@@ -73,6 +74,10 @@ PARAMETERS = {
     'use_scan': Param(False, 'Subscribe scan (sensor_msgs/LaserScan): nearest return within '
                              'scan_half_angle of straight ahead is the obstacle distance'),
     'scan_half_angle': Param(0.3, 'Half width (rad) of the forward sector of the scan', (0.01, 3.1416)),
+    'scan_pose': Param([0.0, 0.0, 0.0], "The laser scanner's pose in base_link: [x m, y m, yaw rad]; "
+                                        "scan points are moved into base_link and the obstacle distance "
+                                        "is measured from base_link's origin (tf2 is not used: it has "
+                                        'no PyPI wheel)'),
     'require_imu': Param(_ctl('require_imu'), 'Brake when no IMU sample arrived within imu_timeout'),
     'max_dt': Param(_ctl('max_dt'), 'Largest dt (s) fed to the network; larger frame gaps are clipped',
                     (0.001, 5.0)),
@@ -187,6 +192,10 @@ class Settings:
         prefix = 'safety.'
         return SafetyConfig(**{n[len(prefix):]: (tuple(v) if isinstance(v, list) else v)
                                for n, v in self.values.items() if n.startswith(prefix)})
+
+    def scan_pose(self):
+        """The scanner's (x, y, yaw) in base_link, validated (InputError naming scan_pose)."""
+        return check_numbers('scan_pose', tuple(self.values['scan_pose']), 3, -100.0, 100.0)
 
     def frame_assembler(self, **kwargs):
         """A new :class:`FrameAssembler` with these settings (``kwargs``: e.g. ``clock``)."""

@@ -25,6 +25,8 @@ def register(sub):
     p.add_argument('--filter', default='on', choices=('on', 'off', 'both'),
                    help="'off': the network's nominal command drives, the filter runs in shadow (default on)")
     p.add_argument('--workers', type=int, default=1, metavar='N', help='processes (default 1)')
+    from liquid_controller.tools import add_ray_argument
+    add_ray_argument(p)
     p.add_argument('--out', required=True, metavar='DIR', help='output folder')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     from liquid_controller.tools.params_file import add_params_file_argument
@@ -41,7 +43,7 @@ def run(args):
     try:
         settings = None if all(m == 'expert' for m in args.models) else settings_from_args(args)
         result = bm.run_benchmark(args.models, args.suite, episodes_per_scene=args.episodes_per_scene,
-                                  filter_modes=modes, workers=args.workers, out_dir=args.out,
+                                  filter_modes=modes, workers=args.workers, ray=args.ray, out_dir=args.out,
                                   settings=settings, progress=not args.quiet)
     except (InputError, ModelFileError, SceneError) as exc:
         print(f'liquid-controller benchmark: error: {exc}', file=sys.stderr)

@@ -77,7 +77,7 @@ def run(args):
         result = cmp.compare_models(args.models, config, noise_levels=noise, noise_scenes=noise_scenes,
                                     out_dir=args.out, progress=not args.quiet,
                                     include_expert=args.expert, command=command_line(args),
-                                    workers=args.workers,
+                                    workers=args.workers, ray=args.ray,
                                     attention=None if args.no_attention else cmp.AttentionSettings(),
                                     settings=settings_from_args(args))
         print(cmp.format_table(result))

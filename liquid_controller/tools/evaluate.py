@@ -10,6 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from liquid_controller.tools import add_ray_argument
 from liquid_controller.tools.params_file import add_params_file_argument, settings_from_args
 
 
@@ -27,6 +28,7 @@ def add_eval_arguments(p):
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     p.add_argument('--workers', type=int, default=1, metavar='N',
                    help='run episodes in N processes (same results as 1; default 1)')
+    add_ray_argument(p)
     add_params_file_argument(p)
 
 
@@ -103,7 +105,7 @@ def run(args):
                                 lane_from_scene=not args.lane_from_params)
         out = Path(args.out) if args.out else Path('out') / 'eval' / driver.name
         report = ev.evaluate_driver(driver, config, out_dir=out, progress=not args.quiet,
-                                    workers=args.workers)
+                                    workers=args.workers, ray=args.ray)
         if args.record_in_card and not args.expert:
             card = ev.record_in_card(report, command=command_line(args))
             print(f'results recorded in {card}')

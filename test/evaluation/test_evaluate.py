@@ -290,3 +290,21 @@ def test_shipped_model_drives_a_short_segment_without_leaving_the_lane():
     assert rec['end_reason'] in ('time_limit', 'laps'), rec['end_reason']
     assert rec['lane_departures'] == 0 and rec['collisions'] == 0
     assert rec['laps'] > 0.1  # it moved along the track (about 10 m)
+
+
+def test_ray_evaluation_equals_the_local_one_episode_by_episode(model_path, world, tmp_path, monkeypatch):
+    """A real local Ray (2 CPUs, started for the call and shut down after): every episode is a Ray task
+    and its record equals the local run's."""
+    pytest.importorskip('ray')
+    monkeypatch.setenv('RAY_ADDRESS', '')                 # no cluster to join: 'auto' starts a local one
+    monkeypatch.setenv('RAY_AUTH_MODE', 'disabled')       # a private local instance: no token file in ~
+    config = EvalConfig(scenes=('summer', 'night'), laps=1, seeds=(0, 5), max_seconds=0.5, plots=False)
+    local = evaluate_driver(ControllerDriver(model_path), config, progress=False, world=world)
+    on_ray = evaluate_driver(ControllerDriver(model_path), config, progress=False, workers=2, ray='auto')
+    assert on_ray['speed']['ray'] == 'auto'
+    assert [_episode_without_wall(e) for e in on_ray['episodes']] == \
+        [_episode_without_wall(e) for e in local['episodes']]
+    import ray
+    assert not ray.is_initialized()                       # the Ray this call started is shut down
+    with pytest.raises(InputError, match="expected 'auto' or a Ray cluster address"):
+        evaluate_driver(ControllerDriver(model_path), config, progress=False, ray='')

@@ -90,3 +90,20 @@ def test_forward_distance_from_a_scan():
         forward_distance([], *args, half_angle=0.3)
     with pytest.raises(InputError, match='scan.angle_increment'):
         forward_distance([1.0, 2.0], -0.1, float('nan'), 0.1, 10.0, 0.3)
+
+
+def test_forward_distance_moves_the_scan_into_base_link():
+    """A scanner mounted off base_link's origin: distances and the forward sector are base_link's."""
+    from liquid_controller.runtime.preprocess import forward_distance
+    beams = np.array([-0.5, 0.0, 0.5])                   # beam angles in the scanner frame
+    args = (float(beams[0]), 0.5, 0.05, 30.0)
+    # scanner 0.3 m ahead of base_link, facing forward: a wall 2 m ahead of it is 2.3 m from base_link
+    assert forward_distance([9.0, 2.0, 9.0], *args, 0.2, pose=(0.3, 0.0, 0.0)) == pytest.approx(2.3)
+    # scanner turned to face left (yaw +pi/2): its beam at -pi/2 looks straight ahead of the robot
+    beams_args = (-np.pi / 2, np.pi / 2, 0.05, 30.0)
+    got = forward_distance([1.5, 9.0, 9.0], *beams_args, 0.2, pose=(0.0, 0.2, np.pi / 2))
+    assert got == pytest.approx(np.hypot(1.5, 0.2))       # end point (1.5, 0.2) in base_link
+    # the same beam with the default pose would be seen as pointing right: outside the sector
+    assert forward_distance([1.5, 9.0, 9.0], *beams_args, 0.2) == pytest.approx(9.0)
+    with pytest.raises(InputError, match='scan_pose'):
+        forward_distance([1.0], 0.0, 0.0, 0.05, 30.0, 0.2, pose=(0.0, float('nan'), 0.0))

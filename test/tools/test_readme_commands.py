@@ -12,6 +12,10 @@ Every ```bash line is classified by its program:
 - ``ros2 run|launch``: the executable is a console script / the launch file exists and every
   ``name:=value`` is a declared launch argument (not run: ros2cli and launch are not on PyPI).
 - ``python -m MODULE``: the module exists and ``--help`` runs.
+- ``torchrun ... PATH/liquid-controller SUB ...``: torchrun's options are parsed by torch's own launcher
+  parser and the liquid-controller part as above (not run: it trains).
+- ``ray start ...``: the ``ray`` command of the cluster extra exists and ``ray start --help`` runs (not run:
+  it starts a cluster).
 Any other program fails the test with a request to classify it here, so a new README command is
 never silently unchecked. ```python blocks are executed in a fresh interpreter (they are short).
 Placeholders (BAG) stay as written; ``[...]`` optional parts are parsed with their brackets removed;
@@ -23,6 +27,7 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +51,7 @@ LONG = {
     'benchmark': 'runs a benchmark, minutes',
     'scenes': 'builds and renders scenes; test/tools/test_cli_scenes.py runs it',
     'export': 'exports a model file; test/tools/test_cli_export.py runs it',
+    'calibrate-ood': 'streams bags of driving through a model; test/replay/test_replay_ood.py runs it',
 }
 MAKE_REASON = 'builds .venv, runs the whole suite or drives the simulator for minutes'
 ROS2_REASON = 'ros2cli and the launch packages are not on PyPI'
@@ -99,7 +105,7 @@ COMMANDS = readme_commands()
 
 def test_readme_has_commands_and_every_one_is_classified():
     assert len(COMMANDS) >= 10
-    known = {'liquid-controller', 'make', 'ros2', 'python', 'python3'}
+    known = {'liquid-controller', 'make', 'ros2', 'python', 'python3', 'torchrun', 'ray'}
     unknown = [' '.join(c) for c in COMMANDS if c[0] not in known]
     assert not unknown, f'classify these README commands in {__file__}: {unknown}'
 
@@ -181,6 +187,31 @@ def test_python_module_commands(tokens):
     proc = subprocess.run([sys.executable, '-m', tokens[2], '--help'], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize('tokens', [c for c in COMMANDS if c[0] == 'torchrun'],
+                         ids=_ids([c for c in COMMANDS if c[0] == 'torchrun']))
+def test_torchrun_commands_parse(tokens):
+    from torch.distributed.run import get_args_parser
+
+    from liquid_controller.cli import build_parser
+    at = next(i for i, t in enumerate(tokens) if t.endswith('liquid-controller'))
+    args = get_args_parser().parse_args(tokens[1:at + 1])        # the launcher's own options
+    assert args.training_script.endswith('liquid-controller')
+    assert (ROOT / tokens[at]).is_file() or tokens[at].startswith('/'), f'{tokens[at]} does not exist'
+    build_parser([tokens[at + 1]]).parse_args(tokens[at + 1:])
+    pytest.skip('torchrun and liquid-controller options parsed; not executed: it trains')
+
+
+@pytest.mark.parametrize('tokens', [c for c in COMMANDS if c[0] == 'ray'],
+                         ids=_ids([c for c in COMMANDS if c[0] == 'ray']))
+def test_ray_commands_exist(tokens):
+    ray = Path(sys.executable).with_name('ray')
+    if not ray.is_file():
+        pytest.skip('ray is an optional extra (pip install .[cluster]) and is not installed here')
+    proc = subprocess.run([str(ray), *tokens[1:2], '--help'], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    pytest.skip('ray start --help runs; not executed: it starts a cluster')
 
 
 PYTHON_BLOCKS = [body for lang, body in fenced_blocks(README.read_text()) if lang in ('python', 'py')]
