@@ -14,7 +14,6 @@ interventions by row type (evaluation/interventions.py), each as a mean over epi
 Student-t confidence interval (evaluation/statistics.py), overall, per family and per corner direction
 (left / right corner / straight under the rover, sim/metrics.py), for the filter on and off (shadow).
 """
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -239,12 +238,8 @@ def run_benchmark(models, suite=None, episodes_per_scene=1, filter_modes=('on',)
               'generated_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
               'elapsed_s': time.perf_counter() - t0, 'runs': runs}
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / 'benchmark.json').write_text(json.dumps(result, indent=1) + '\n')
-        (out / 'benchmark.md').write_text(format_markdown(result) + '\n')
-        result['json'] = str(out / 'benchmark.json')
-        result['markdown'] = str(out / 'benchmark.md')
+        from liquid_controller.evaluation.results import write_report
+        write_report(result, out_dir, 'benchmark', format_markdown(result))
     return result
 
 

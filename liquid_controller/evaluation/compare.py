@@ -23,6 +23,7 @@ from liquid_controller.config_base import config_from_dict, config_to_dict
 from liquid_controller.errors import InputError
 from liquid_controller.evaluation.evaluate import (ControllerDriver, EvalConfig, ExpertDriverAdapter,
                                               check_scene, evaluate_driver)
+from liquid_controller.validation import check_int, check_number
 
 TABLE_COLUMNS = (
     ('model', 'Model'), ('core', 'Core'), ('liquid_neurons', 'Liquid neurons'),
@@ -50,11 +51,8 @@ class AttentionSettings:
 
     def __post_init__(self):
         for name in ('seconds', 'noise_std'):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise InputError(f'attention.{name}', v, 'must be a finite number > 0')
-        if isinstance(self.max_frames, bool) or not isinstance(self.max_frames, int) or self.max_frames < 1:
-            raise InputError('attention.max_frames', self.max_frames, 'must be an integer >= 1')
+            check_number(f'attention.{name}', getattr(self, name), 0.0, low_open=True)
+        check_int('attention.max_frames', self.max_frames, 1)
         if self.method not in ATTENTION_METHODS:
             raise InputError('attention.method', self.method, f'must be one of {ATTENTION_METHODS}')
 
@@ -137,11 +135,8 @@ def compare_models(models, config, noise_levels=(0.0,), noise_scenes=None, out_d
         'wall_s': time.perf_counter() - wall0,
     }
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / 'compare.json').write_text(json.dumps(result, indent=1) + '\n')
-        (out_dir / 'compare.md').write_text(format_markdown(result) + '\n')
-        result['json'] = str(out_dir / 'compare.json')
-        result['markdown'] = str(out_dir / 'compare.md')
+        from liquid_controller.evaluation.results import write_report
+        write_report(result, out_dir, 'compare', format_markdown(result))
     return result
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ import numpy as np
 
 from liquid_controller.config_base import check_known_keys, config_to_dict
 from liquid_controller.errors import InputError
+from liquid_controller.validation import check_number
 
 DEFAULT_SCENES = ('summer', 'fall', 'winter', 'night')
 NOISE_SEED_SALT = 0x1A9E  # keeps the added image noise stream apart from the world's own noise
@@ -132,17 +132,11 @@ class EvalConfig:
 
 
 def _positive(name, value):
-    if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) \
-            or not math.isfinite(value) or value <= 0:
-        raise InputError(name, value, 'must be a finite number > 0')
-    return float(value)
+    return check_number(name, value, 0.0, low_open=True)
 
 
 def _non_negative(name, value):
-    if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) \
-            or not math.isfinite(value) or value < 0:
-        raise InputError(name, value, 'must be a finite number >= 0')
-    return float(value)
+    return check_number(name, value, 0.0)
 
 
 def check_scene(scene):

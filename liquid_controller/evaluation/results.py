@@ -203,3 +203,15 @@ def update_readme(readme, compare, train_bench=None):
     section = results_section(compare, train_bench)
     path.write_text(replace_marked_block(path.read_text(), section, where=str(path)))
     return section
+
+
+def write_report(result, out_dir, stem, markdown):
+    """Write ``result`` as ``out_dir/stem.json`` and ``markdown`` as ``out_dir/stem.md``; records both
+    paths in ``result`` (``json``, ``markdown``) and returns it."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f'{stem}.json').write_text(json.dumps(result, indent=1) + '\n')
+    (out / f'{stem}.md').write_text(markdown + '\n')
+    result['json'] = str(out / f'{stem}.json')
+    result['markdown'] = str(out / f'{stem}.md')
+    return result

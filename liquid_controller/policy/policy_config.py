@@ -14,6 +14,7 @@ import numpy as np
 
 from liquid_controller.config_base import config_from_dict, config_to_dict
 from liquid_controller.errors import InputError
+from liquid_controller.validation import check_choice, check_int, check_number
 
 __all__ = ['CORES', 'LIQUID_CORES', 'CFC_MODES', 'IMAGE_NORMALIZATIONS', 'COMMAND_SIZE',
            'MAX_NETWORK_TIME', 'INT_RANGES', 'FLOAT_RANGES', 'PolicyConfig']
@@ -157,27 +158,14 @@ class PolicyConfig:
 
     # -- validation helpers (each error names the field and the value) --------------------------------
     def _check_choice(self, name, choices):
-        value = getattr(self, name)
-        if value not in choices:
-            raise InputError(f'PolicyConfig.{name}', value, f'must be one of {choices}')
+        check_choice(f'PolicyConfig.{name}', getattr(self, name), choices)
 
     def _check_int(self, name, minimum, maximum):
-        value = getattr(self, name)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-                or not minimum <= value <= maximum:
-            raise InputError(f'PolicyConfig.{name}', value,
-                             f'must be an integer in [{minimum}, {maximum}]')
-        setattr(self, name, int(value))
+        setattr(self, name, check_int(f'PolicyConfig.{name}', getattr(self, name), minimum, maximum))
 
     def _check_float(self, name, low, high, low_excluded):
-        value = getattr(self, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(value):
-            raise InputError(f'PolicyConfig.{name}', value, 'must be a finite number')
-        if not (low < value if low_excluded else low <= value) or value > high:
-            raise InputError(f'PolicyConfig.{name}', value,
-                             f'must be in {"(" if low_excluded else "["}{low:g}, {high:g}]')
-        setattr(self, name, float(value))
+        setattr(self, name, check_number(f'PolicyConfig.{name}', getattr(self, name), low, high,
+                                         low_open=low_excluded))
 
     def _check_tuple(self, name, length, kind, minimum=None):
         value = getattr(self, name)

@@ -80,6 +80,7 @@ from pathlib import Path
 import numpy as np
 
 from liquid_controller.errors import InputError, ModelFileError
+from liquid_controller.validation import check_int, check_number
 
 FORMAT = 'liquid_controller.model'
 # 1: weights.sha256 covered only the weights file. 2: card_sha256 covers the card as well.
@@ -145,17 +146,17 @@ def _join(path, key):
 
 
 def _int(path, value, low, high):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
-        _fail(path, value, f'must be an integer in [{low}, {high}]')
-    return int(value)
+    try:   # the shared rule (liquid_controller/validation.py), reported as a model-card error
+        return check_int(path, value, low, high)
+    except InputError as exc:
+        _fail(path, value, exc.reason)
 
 
 def _real(path, value, low, high, low_excluded=False):
-    ok = (not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-          and (low < value if low_excluded else low <= value) and value <= high)
-    if not ok:
-        _fail(path, value, f'must be a finite number in {"(" if low_excluded else "["}{low:g}, {high:g}]')
-    return float(value)
+    try:
+        return check_number(path, value, low, high, low_open=low_excluded)
+    except InputError as exc:
+        _fail(path, value, exc.reason)
 
 
 def _text(path, value, non_empty=False):

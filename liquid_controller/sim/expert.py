@@ -14,12 +14,11 @@ from liquid_controller.config_base import config_from_dict
 from liquid_controller.errors import InputError
 from liquid_controller.sim.scene import Scene, load_scene
 from liquid_controller.sim.track import Track
+from liquid_controller.validation import check_number
 
 
 def _positive(name, value, allow_zero=False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        raise InputError(name, value, 'must be a finite number ' + ('>= 0' if allow_zero else '> 0'))
+    check_number(name, value, 0.0, low_open=not allow_zero)
 
 
 @dataclass

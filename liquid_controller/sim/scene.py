@@ -21,7 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from liquid_controller.errors import SceneError
+from liquid_controller.errors import InputError, SceneError
+from liquid_controller.validation import check_number
 
 SCENES_DIR = Path(__file__).resolve().parent / 'scenes'
 
@@ -46,15 +47,12 @@ def _check(condition, key, value, reason):
 
 
 def _number(value, key, low=-math.inf, high=math.inf, low_open=False):
-    """A finite real number in [low, high] (or (low, high] when low_open)."""
-    _check(isinstance(value, (int, float)) and not isinstance(value, bool), key, value,
-           'must be a number')
-    value = float(value)
-    _check(math.isfinite(value), key, value, 'must be finite')
-    ok_low = value > low if low_open else value >= low
-    _check(ok_low and value <= high, key, value,
-           f'must be in {"(" if low_open else "["}{low}, {high}]')
-    return value
+    """A finite real number in [low, high] (or (low, high] when low_open): the shared rule
+    (liquid_controller/validation.py), reported as a scene error naming the key."""
+    try:
+        return check_number(key, value, low, high, low_open=low_open)
+    except InputError as exc:
+        raise _Invalid(key, f'{key}={value!r}: {exc.reason}') from None
 
 
 def _color(value, key):

@@ -11,6 +11,8 @@ the same 64x128 rgb8 frames at 30 Hz (plus 200 Hz IMU samples), between separate
 
 3. controller with ``~/attention`` on (``attention_rate_hz`` 2): the same, to show what the saliency
    overlay (computed in a worker thread of its own) costs the control path. Skipped with ``--quick``.
+4. controller on the ONNX Runtime backend (``backend: onnx``, the model exported to a temporary folder
+   first): the edge runtime's end-to-end latency on the same stream. Skipped with ``--quick``.
 
 Reported: p50 / p99 / max of each and the difference of the p99s with attention off (target: <= 5 ms
 at 30 Hz), plus the controller's own per-stage times (decode, preprocess, policy, filter) read from its
@@ -171,12 +173,14 @@ def run(args):
         procs.remove(echo)
         _wait_for(executor, lambda: node.count_subscribers('camera/image_raw') == 0, 10.0)
         # --- phase 2: controller (attention off, the default); phase 3: attention on
-        phases = [('controller', 0.0)] + ([] if getattr(args, 'quick', False)
-                                          else [('controller_attention', 2.0)])
-        for key, attention in phases:
+        phases = [('controller', 0.0, 'torch', model)]
+        if not getattr(args, 'quick', False):
+            phases += [('controller_attention', 2.0, 'torch', model),
+                       ('controller_onnx', 0.0, 'onnx', _onnx_export(model, tmp / 'onnx'))]
+        for key, attention, backend, model_path in phases:
             ctl = subprocess.Popen([find_executable('controller_node')] + ros_args(
-                'controller', params={'model': model, 'use_odometry': False, 'diagnostics_period': 0.5,
-                                      'attention_rate_hz': attention}),
+                'controller', params={'model': model_path, 'use_odometry': False, 'diagnostics_period': 0.5,
+                                      'attention_rate_hz': attention, 'backend': backend}),
                 env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
             procs.append(ctl)
             LifecycleClient(node, '/controller', executor).bring_up(120.0)
@@ -184,11 +188,12 @@ def run(args):
             driver.run(executor, 30, 'cmd')
             results[key] = _percentiles(driver.run(executor, frames, 'cmd'))
             _wait_for(executor, lambda: driver.diag is not None, 5.0)
-            if driver.diag is not None and key == 'controller':
+            if driver.diag is not None and key in ('controller', 'controller_onnx'):
                 values = {kv.key: kv.value for kv in driver.diag.values}
-                results['stages_p50_ms'] = {k.split('.')[1]: float(v) for k, v in values.items()
-                                            if k.startswith('stage_ms.') and v not in ('"nan"',)}
-                results['controller_internal_p99_ms'] = float(values.get('latency_ms.p99', 'nan'))
+                suffix = '' if key == 'controller' else '_onnx'
+                results['stages_p50_ms' + suffix] = {k.split('.')[1]: float(v) for k, v in values.items()
+                                                     if k.startswith('stage_ms.') and v not in ('"nan"',)}
+                results['controller_internal_p99_ms' + suffix] = float(values.get('latency_ms.p99', 'nan'))
             ctl.send_signal(2)
             ctl.wait(10)
             procs.remove(ctl)
@@ -211,7 +216,18 @@ def run(args):
     results['lost_replies'] = {'floor': frames - f['n'], 'controller': frames - c['n']}
     if 'controller_attention' in results:
         results['p99_above_floor_with_attention_ms'] = results['controller_attention']['p99_ms'] - f['p99_ms']
+    if 'controller_onnx' in results:
+        results['p99_above_floor_onnx_ms'] = results['controller_onnx']['p99_ms'] - f['p99_ms']
+        results['p50_above_floor_onnx_ms'] = results['controller_onnx']['p50_ms'] - f['p50_ms']
     return results
+
+
+def _onnx_export(model, out_dir):
+    """Export ``model`` for the onnx-backend phase (verified on a random sequence); the folder."""
+    from liquid_controller.runtime.model_file import load_model
+    from liquid_controller.runtime.onnx_export_folder import export_onnx_folder
+    export_onnx_folder(load_model(model), out_dir)
+    return str(out_dir)
 
 
 def format_table(results):
@@ -227,12 +243,19 @@ def format_table(results):
     if a:
         lines.append(f"{'controller, ~/attention at 2 Hz':<34}{a['p50_ms']:>9.2f}{a['p99_ms']:>9.2f}"
                      f"{a['max_ms']:>9.2f}{a['n']:>6}")
+    o = results.get('controller_onnx')
+    if o:
+        lines.append(f"{'controller, backend onnx':<34}{o['p50_ms']:>9.2f}{o['p99_ms']:>9.2f}"
+                     f"{o['max_ms']:>9.2f}{o['n']:>6}")
     lines += [f"p99 above floor: {results['p99_above_floor_ms']:.2f} ms (target <= "
              f"{results['target_p99_above_floor_ms']:.0f} ms: "
              f"{'met' if results['meets_target'] else 'NOT met'})"]
     if results.get('stages_p50_ms'):
         lines.append('controller stages p50 (ms): ' + ', '.join(
             f'{k} {v:.2f}' for k, v in results['stages_p50_ms'].items()))
+    if results.get('stages_p50_ms_onnx'):
+        lines.append('controller (onnx) stages p50 (ms): ' + ', '.join(
+            f'{k} {v:.2f}' for k, v in results['stages_p50_ms_onnx'].items()))
     return '\n'.join(lines)
 
 
