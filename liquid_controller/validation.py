@@ -19,13 +19,18 @@ from liquid_controller.errors import InputError
 __all__ = ['check_bool', 'check_choice', 'check_int', 'check_number', 'check_numbers']
 
 
+def _bound(x):
+    """An int bound as written (4294967295, not 4.29497e+09); a float bound in %g form."""
+    return str(x) if isinstance(x, numbers.Integral) else f'{x:g}'
+
+
 def _interval(low, high, low_open, high_open):
     """``[0, 1]``, ``(0, 10]``, ``>= 1``, ``> 0`` ... as a reader writes it."""
     if math.isinf(high) and not math.isinf(low):
-        return f'{">" if low_open else ">="} {low:g}'
+        return f'{">" if low_open else ">="} {_bound(low)}'
     if math.isinf(low) and not math.isinf(high):
-        return f'{"<" if high_open else "<="} {high:g}'
-    return f'in {"(" if low_open else "["}{low:g}, {high:g}{")" if high_open else "]"}'
+        return f'{"<" if high_open else "<="} {_bound(high)}'
+    return f'in {"(" if low_open else "["}{_bound(low)}, {_bound(high)}{")" if high_open else "]"}'
 
 
 def check_number(name, value, low=-math.inf, high=math.inf, *, low_open=False, high_open=False):
