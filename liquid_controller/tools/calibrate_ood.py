@@ -1,12 +1,15 @@
 """`liquid-controller calibrate-ood MODEL --bags DIR`: give a model its out-of-distribution monitor.
 
-    liquid-controller calibrate-ood models/cfc.json --bags out/bags/summer [--window 10]
-                                    [--quantile 0.995] [--cache out/cache]
+    liquid-controller calibrate-ood models/cfc.json --closed-loop summer --seeds 100-115 [--workers 2]
+    liquid-controller calibrate-ood models/cfc.json --bags out/bags/summer [--cache out/cache]
 
-Streams the recorded driving (normally the model's training data) through the policy as the runtime
-Controller does, fits a Gaussian to the hidden states and stores it, with the threshold at the given
-quantile of the smoothed training scores, in the model card (``ood`` section; the weights file is not
-touched, the card's hash is renewed). ``liquid-controller train`` does this itself at the end of
+Fits a Gaussian to the network's hidden states and stores it, with the threshold at the given quantile
+of the smoothed scores, in the model card (``ood`` section; the weights file is not touched, the
+card's hash is renewed). ``--closed-loop SCENE ...`` collects the states while the model drives those
+(in-distribution) scenes itself in the simulator, with random starts and pushes per seed: what the
+monitor will see on the robot. ``--bags`` streams recorded driving (e.g. the expert's training data)
+through the policy instead; such statistics miss the network's own driving and read above 1 on most
+frames of its own closed-loop runs (docs/benchmarks.md). ``liquid-controller train`` does this itself at the end of
 training; this command is for models trained before, or to calibrate on other data.
 Thin wrapper over :func:`liquid_controller.train.ood_calibration.calibrate_model`.
 """
@@ -22,8 +25,15 @@ def register(sub):
                                    'the model card; the node then publishes ~/ood and warns on '
                                    '/diagnostics.')
     p.add_argument('model', help='model name or path to NAME.json (a recurrent core: cfc, ltc, lstm)')
-    p.add_argument('--bags', nargs='+', required=True,
-                   help='bag folders (or folders of bags) of in-distribution driving, e.g. the training bags')
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument('--closed-loop', nargs='+', metavar='SCENE',
+                        help='scenes (names or YAML files) the model drives itself to collect its states')
+    source.add_argument('--bags', nargs='+',
+                        help='bag folders (or folders of bags) of recorded in-distribution driving')
+    p.add_argument('--seeds', default='100-115',
+                   help='closed loop: seeds (random start and pushes each), a list 1,2,3 or a range 100-115')
+    p.add_argument('--laps', type=float, default=1.0, help='closed loop: laps per episode')
+    p.add_argument('--workers', type=int, default=1, help='closed loop: processes')
     p.add_argument('--window', type=int, default=10, help='frames averaged by the score smoothing')
     p.add_argument('--quantile', type=float, default=0.995,
                    help='share of training frames whose smoothed score lies under the threshold')
@@ -34,13 +44,35 @@ def register(sub):
 
 def run(args):
     """Calibrate and store; print the threshold. Errors: one line on stderr, exit code 1."""
-    from liquid_controller.train.ood_calibration import calibrate_model
     try:
-        stats = calibrate_model(args.model, args.bags, args.cache, window=args.window,
-                                quantile=args.quantile, progress=not args.quiet)
+        if args.closed_loop:
+            from liquid_controller.evaluation.closed_loop_calibration import calibrate_closed_loop
+            stats, _ = calibrate_closed_loop(args.model, args.closed_loop, _seeds(args.seeds), laps=args.laps,
+                                             window=args.window, quantile=args.quantile,
+                                             workers=args.workers, progress=not args.quiet)
+        else:
+            from liquid_controller.train.ood_calibration import calibrate_model
+            stats = calibrate_model(args.model, args.bags, args.cache, window=args.window,
+                                    quantile=args.quantile, progress=not args.quiet)
     except (LiquidControllerError, ValueError, OSError) as exc:
         return fail('calibrate-ood', exc)
     print(f'{args.model}: OOD monitor on {stats.dim} hidden-state values fitted on {stats.frames} frames; '
           f'threshold {stats.threshold:.4g} (smoothed d2 at the {100 * stats.quantile:g}% quantile, '
           f'window {stats.window} frames)')
     return 0
+
+
+def _seeds(text):
+    """'1,2,5' or '100-115' (inclusive) -> tuple of ints; InputError naming --seeds otherwise."""
+    from liquid_controller.errors import InputError
+    try:
+        if '-' in text.strip('-'):
+            low, high = (int(v) for v in text.split('-', 1))
+            seeds = tuple(range(low, high + 1))
+        else:
+            seeds = tuple(int(v) for v in text.split(',') if v.strip())
+    except ValueError:
+        raise InputError('--seeds', text, "expected a list like 1,2,3 or a range like 100-115") from None
+    if not seeds or min(seeds) < 0:
+        raise InputError('--seeds', text, 'expected non-negative seeds')
+    return seeds
