@@ -135,6 +135,10 @@ def filter_batch(config, u_nom, speed, obstacle_distance=None, lane_offset=None,
     fallback = code >= INFEASIBLE
     brake = fallback_command(c, np.zeros(B) if last_v is None else np.broadcast_to(last_v, (B,)))
     u = np.where(fallback[:, None], brake, sol.u)
+    # The solver meets every row to within its tolerance; the actuator box is known exactly, so the
+    # last few ulps are removed (a nominal of -7e-12 with v_min 0 is accepted as feasible by the
+    # scale-free test and must not reach the actuators as a reverse command).
+    u = np.clip(u, [c.v_min, -c.w_max], [c.v_max, c.w_max])
     return u, code, sol, barriers
 
 

@@ -324,3 +324,15 @@ def test_torch_tensors_from_the_policy_are_accepted():
     params = torch.tensor([2.0, 2.0], requires_grad=True)
     u, cert = f.filter(u_nom * 1.0, RobotState(0.5, 0.0, 0.0), params * 1.0)
     assert cert.status == 'optimal' and u[0] == pytest.approx(0.5) and u[1] == pytest.approx(0.1)
+
+
+def test_a_nominal_within_solver_tolerance_of_the_box_leaves_inside_it():
+    """Found by hypothesis in CI: v = -7e-12 with v_min = 0 passed the scale-free feasibility test and
+    came out unchanged, 7e-12 below the actuator box."""
+    from liquid_controller.safety.config import RobotState, SafetyConfig
+    from liquid_controller.safety.filter import SafetyFilter
+    c = SafetyConfig(v_min=0.0, v_max=2.0, w_max=2.0)
+    u, cert = SafetyFilter(c).filter([-7.009753040212764e-12, 0.0], RobotState(speed=0.0, yaw_rate=0.0,
+                                                                                  lateral_accel=0.0),
+                                     [1.0, 1.0])
+    assert c.v_min <= u[0] <= c.v_max and not cert.fallback
