@@ -12,7 +12,8 @@ pool (evaluate.py ``_worker``): its own simulator world, a fresh Controller, the
 starts a local Ray with ``local_cpus`` CPUs when there is none; anything else is passed to
 ``ray.init(address=...)`` (``ray://host:10001``, ``host:6379``). Every node must see the model file and
 the scenes at the same paths (a shared file system or the same checkout), and plots are written on the
-node that ran the episode.
+node that ran the episode. Ray itself retries an unreachable address for a long time (minutes) before
+it gives up; check the address with ``ray status --address ...`` first.
 """
 from __future__ import annotations
 
