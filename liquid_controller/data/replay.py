@@ -40,6 +40,7 @@ import numpy as np
 from liquid_controller.data.bag_source import open_bag_source, resolve_topic
 from liquid_controller.config_base import check_known_keys, config_from_dict, config_to_dict
 from liquid_controller.errors import BagError, InputError
+from liquid_controller.runtime.ood import ood_summary
 from liquid_controller.validation import check_int, check_number
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
@@ -222,20 +223,6 @@ class ReplayResult:
         np.savez_compressed(path, stamps=self.stamps, command=self.command, nominal=self.nominal,
                             recorded=self.recorded, neurons=self.neurons, intervened=self.intervened,
                             status=np.asarray(self.status, dtype=str), ood=self.ood)
-
-
-def ood_summary(scores):
-    """Per-run summary of OOD scores (N,; nan = unavailable): available, mean, max, frames (scored),
-    frames_over and fraction_over 1."""
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    s = s[~np.isnan(s)]
-    if not s.size:
-        # None, not NaN: the summary goes into JSON reports and is compared between runs
-        return {'available': False, 'mean': None, 'max': None, 'frames': 0, 'frames_over': 0,
-                'fraction_over': None}
-    over = int((s > 1.0).sum())
-    return {'available': True, 'mean': float(np.mean(s)), 'max': float(np.max(s)), 'frames': int(s.size),
-            'frames_over': over, 'fraction_over': over / s.size}
 
 
 def _fmt(x):

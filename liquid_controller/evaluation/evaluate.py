@@ -327,7 +327,7 @@ def ood_episode_stats(samples):
     ood_summary), when the score first went above 1 and when the rover first left its lane (s from the
     episode start), and ``lead_s``: how long before that departure the score crossed 1 (None without a
     departure or without a crossing before it)."""
-    from liquid_controller.data.replay import ood_summary
+    from liquid_controller.runtime.ood import ood_summary
     if not samples:
         return {**ood_summary([]), 'first_over_s': None, 'first_departure_s': None, 'lead_s': None}
     t = np.array([x[0] for x in samples], dtype=np.float64)

@@ -26,7 +26,8 @@ from liquid_controller.config_base import check_known_keys
 from liquid_controller.errors import InputError
 from liquid_controller.validation import check_choice, check_int, check_number
 
-__all__ = ['FEATURE_SOURCES', 'OodStatistics', 'OodMonitor', 'fit_gaussian_monitor', 'smoothed_scores']
+__all__ = ['FEATURE_SOURCES', 'OodStatistics', 'OodMonitor', 'fit_gaussian_monitor', 'ood_summary',
+           'smoothed_scores']
 
 # Which vector of a step the monitor models: 'neurons' = the recurrent state after the step
 # (liquid / LSTM cores); 'features' = the perception head's output (every core, the CNN's only choice).
@@ -182,3 +183,17 @@ class OodMonitor:
             self._over_since = None
             self.seconds_over = 0.0
         return self.score
+
+
+def ood_summary(scores):
+    """Per-run summary of OOD scores (N,; nan = unavailable): available, mean, max, frames (scored),
+    frames_over and fraction_over 1."""
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    s = s[~np.isnan(s)]
+    if not s.size:
+        # None, not NaN: the summary goes into JSON reports and is compared between runs
+        return {'available': False, 'mean': None, 'max': None, 'frames': 0, 'frames_over': 0,
+                'fraction_over': None}
+    over = int((s > 1.0).sum())
+    return {'available': True, 'mean': float(np.mean(s)), 'max': float(np.max(s)), 'frames': int(s.size),
+            'frames_over': over, 'fraction_over': over / s.size}
