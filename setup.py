@@ -24,7 +24,9 @@ setup(
     version=VERSION,
     packages=find_packages(exclude=['test', 'test.*']),
     package_data={PACKAGE: ['sim/scenes/*.yaml', 'sim/benchmark_suite/*.yaml', 'sim/benchmark_suite/*/*.yaml',
-                           'sim/benchmark_suite/*/*.png']},
+                           'sim/benchmark_suite/*/*.png', 'sim/stress_suite/*.yaml', 'sim/stress_suite/*/*.yaml',
+                           'sim/stress_suite/*/*.png', 'sim/training_scenes/*.yaml',
+                           'sim/training_scenes/*/*.yaml', 'sim/training_scenes/*/*.png']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),

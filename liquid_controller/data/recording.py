@@ -35,6 +35,7 @@ from liquid_controller.data.bag import BagWriter
 from liquid_controller.errors import InputError
 from liquid_controller.sim.bridge import (CAMERA_OPTICAL_FRAME, GROUND_TRUTH_FIELDS, camera_intrinsics,
                                           ground_truth_vector)
+from liquid_controller.sim.scene_generator import check_training_scene
 from liquid_controller.validation import check_int
 
 
@@ -124,6 +125,7 @@ def record_expert(scene='summer', minutes=1.0, out='expert_bag', seed=0, perturb
         raise InputError('out', str(out), 'already exists; choose a new bag directory')
 
     scene = load_scene(scene)
+    check_training_scene(scene)     # the held-out benchmark's scenes are never training data
     n_frames = max(1, int(round(minutes * 60.0 * config.camera_rate_hz)))
     world = DrivingWorld(config)
     wall_start = time.perf_counter()
@@ -226,10 +228,12 @@ def record_expert_scenes(scenes, minutes=1.0, out='expert_bags', seed=0, progres
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise InputError('out', str(out), 'already exists and is not empty; choose a new folder')
+    scenes = [load_scene(entry) for entry in files]
+    for scene in scenes:            # refuse a held-out scene before anything is recorded
+        check_training_scene(scene)
     width = len(str(len(files) - 1))
     summaries = []
-    for i, entry in enumerate(files):
-        scene = load_scene(entry)
+    for i, scene in enumerate(scenes):
         summaries.append(record_expert(scene, minutes=minutes, out=out / f'{i:0{width}d}_{scene.name}',
                                        seed=seed + i, progress=progress, **kwargs))
     return summaries

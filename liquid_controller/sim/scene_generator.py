@@ -24,6 +24,7 @@ Deterministic: scene ``i`` of ``generate_scenes(family, count, seed)`` depends o
 (family, seed, i), never on ``count`` or on other scenes.
 """
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +41,10 @@ _FAMILY_SALT = {'appearance': 0xA11, 'shape': 0x5A9E, 'both': 0xB07}
 TRAINING_SCENE = 'summer'
 HAIRPIN_WINDOW_M = 6.0  # a turn of more than 150 degrees within this much track is a hairpin
 ROUND = 3  # decimals written to YAML: millimetres and 1/1000 colour steps are plenty, and readable
+# Generator seeds of the held-out benchmark suites (sim/benchmark_suite/, sim/stress_suite/): never
+# to be trained on.
+HELDOUT_GENERATOR_SEEDS = frozenset({170001, 170002, 170003, 170004, 170005})
+_GENERATED_NAME = re.compile(r'^(appearance|shape|both)_s(\d+)_\d{3}$')
 
 
 def _check_range(name, value, low, high):
@@ -443,6 +448,30 @@ def expert_check(scene, laps=1.0):
     return {'ok': bool(ok), 'laps': round(s['laps'], 3), 'lane_departures': s['lane_departures'],
             'collisions': s['collisions'], 'max_abs_lateral_offset_m': round(s['max_abs_lateral_offset_m'], 3),
             'mean_speed_mps': round(s['mean_speed_mps'], 3)}
+
+
+# ------------------------------------------------------------------------------------------- held out
+
+def generator_seed_of(scene_name):
+    """The generator seed in a generated scene's name (``both_s1003_007`` -> 1003), else None."""
+    match = _GENERATED_NAME.match(str(scene_name))
+    return int(match.group(2)) if match else None
+
+
+def check_training_scene(scene):
+    """Raise InputError when ``scene`` (a Scene) belongs to a held-out benchmark: its name carries a
+    held-out generator seed, or its file lies in a shipped suite's folder. Training data recorded on
+    it would make the benchmark measure memory instead of generalisation."""
+    from pathlib import Path
+    seed = generator_seed_of(scene.name)
+    here = Path(__file__).resolve().parent
+    source = Path(str(scene.source))
+    in_suite = source.is_file() and any(here / d in source.resolve().parents
+                                        for d in ('benchmark_suite', 'stress_suite'))
+    if seed in HELDOUT_GENERATOR_SEEDS or in_suite:
+        raise InputError('scene', f'{scene.name} ({scene.source})',
+                         f'belongs to the held-out benchmark suite (generator seeds '
+                         f'{sorted(HELDOUT_GENERATOR_SEEDS)}): never record training data on it')
 
 
 # ------------------------------------------------------------------------------------------- driver

@@ -204,3 +204,23 @@ def test_record_several_scenes_writes_a_bag_per_scene_with_its_own_seed(tmp_path
     err = capsys.readouterr().err
     assert 'no scene *.yaml' in err and 'atlantis' in err and 'not empty' in err
     assert err.count('liquid-controller record: error: ') == 3
+
+
+def test_held_out_benchmark_scenes_are_refused_before_anything_is_recorded(tmp_path, capsys):
+    from pathlib import Path
+
+    from liquid_controller.cli import main
+    from liquid_controller.evaluation.benchmark import load_suite
+    suite_scene = load_suite().scenes[0][0]
+    # a copy outside the suite folder is still held out: its name carries a held-out generator seed
+    copy = tmp_path / 'renamed_folder' / Path(suite_scene).name
+    copy.parent.mkdir()
+    copy.write_text(Path(suite_scene).read_text())
+    for entry in (suite_scene, str(copy)):
+        with pytest.raises(InputError, match='held-out benchmark'):
+            record_expert(entry, minutes=0.01, out=tmp_path / 'one', progress=False)
+    out = tmp_path / 'bags'
+    assert main(['record', '--scenes', 'summer', str(copy), '--minutes', '0.01', '--out', str(out),
+                 '--quiet']) == 1
+    assert 'held-out benchmark' in capsys.readouterr().err
+    assert not (tmp_path / 'one').exists() and not out.exists()   # summer, listed first, was not recorded

@@ -107,3 +107,32 @@ def test_hairpins_are_drawn_and_driven():
     assert np.abs(turned[window:] - turned[:-window]).max() > np.radians(150)
     none = sg.generate_scene('shape', 2, 0, sg.GeneratorConfig(hairpin_probability=0.0))
     assert none.scene.track.points != g.scene.track.points
+
+
+def test_training_set_is_disjoint_from_the_held_out_suite_and_reproducible():
+    """The committed training scenes: seeds apart from the benchmark's, names unique and never a
+    suite scene's, and a file equal (bar the command line) to what the generator draws again."""
+    from pathlib import Path
+
+    from liquid_controller.evaluation.benchmark import load_suite
+    folder = Path(sg.__file__).parent / 'training_scenes'
+    manifest = yaml.safe_load((folder / 'training_set.yaml').read_text())
+    files = sorted(folder.glob('*/*.yaml'))
+    names = [load_scene(str(f)).name for f in files]
+    assert len(names) == len(set(names)) == 96
+    seeds = {sg.generator_seed_of(n) for n in names}
+    assert seeds == {1001, 1002, 1003, 1004} and not seeds & sg.HELDOUT_GENERATOR_SEEDS
+    assert not set(names) & set(load_suite().names)
+    for scene in map(load_scene, map(str, files)):
+        sg.check_training_scene(scene)                                # no InputError
+    assert len(manifest['generated_by']) == 4 and len(manifest['recorded_by']) == 2
+    committed = (folder / 'shape_s1002' / 'shape_s1002_003.yaml').read_text()
+    drawn = sg.scene_yaml(sg.generate_scene('shape', 1002, 3))
+    strip = lambda text: [line for line in text.splitlines() if not line.startswith('# Made by')]  # noqa: E731
+    assert strip(committed) == strip(drawn)
+
+
+def test_generator_seed_of_reads_generated_names_only():
+    assert sg.generator_seed_of('both_s170003_011') == 170003
+    assert sg.generator_seed_of('appearance_s1001_000') == 1001
+    assert sg.generator_seed_of('summer') is None and sg.generator_seed_of('both_s12_x') is None
