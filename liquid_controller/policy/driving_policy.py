@@ -274,6 +274,17 @@ class DrivingPolicy(nn.Module):
             InputError naming the argument and value for a wrong shape, dtype, NaN/Inf, image values
             outside [0, 1] or dt <= 0.
         """
+        out, state, _ = self.step_with_features(image, imu, dt, state)
+        return out, state
+
+    def step_with_features(self, image, imu, dt, state=None):
+        """:meth:`step` that also returns the frame's perception features (one pass, nothing run twice).
+
+        Returns (PolicyOutput, new state (B, state_size), features (B, config.perception_size)): the
+        conv head's tanh features for cfc / ltc / lstm, the PilotNet latent for the cnn; the very
+        outputs of ``self.head`` (``self.core`` for the cnn), which the OOD monitor's 'features'
+        statistics are fitted on (train/ood_calibration.py). Arguments and errors as :meth:`step`.
+        """
         c, p = self.config, self._param()
         if not isinstance(image, (torch.Tensor, np.ndarray)) or len(image.shape) < 1:
             raise InputError('image', type(image).__name__, 'must be a (B, C, H, W) tensor')
@@ -286,13 +297,14 @@ class DrivingPolicy(nn.Module):
         imu = self._imu_features(imu)                                  # (B, imu_size)
         if c.core == 'cnn':
             latent = self.core(image, imu)                             # (B, 10)
-            return self._outputs(self._command_pre(latent), latent), state
-        x = torch.cat([self.head(image), imu], dim=1)                  # (B, feature_size + imu_size)
+            return self._outputs(self._command_pre(latent), latent), state, latent
+        features = self.head(image)                                    # (B, feature_size)
+        x = torch.cat([features, imu], dim=1)                          # (B, feature_size + imu_size)
         if c.core == 'lstm':
             latent, state = self.core.step(x, state, dt)               # (B, H)
-            return self._outputs(self._command_pre(latent), latent), state
+            return self._outputs(self._command_pre(latent), latent), state, features
         motor, state = self.core.step(x, state, dt)                    # (B, 2), (B, units)
-        return self._outputs(self._command_pre(motor), state), state
+        return self._outputs(self._command_pre(motor), state), state, features
 
     def _network_time(self, seconds):
         return (seconds * self.config.time_scale).clamp(max=MAX_NETWORK_TIME)

@@ -9,10 +9,13 @@ One graph per model, for every core (cfc in each mode, ltc, lstm, cnn):
              imu   (B, imu_size) float32               the normalised IMU features (runtime/preprocess)
              state (B, S) float32                      hidden state (S = 0 for the cnn)
              dt    (B,) float32                        seconds since the previous frame, > 0
-    outputs  command (B, 2), aux (B, A), barrier_params (B, K), state_out (B, S)
+    outputs  command (B, 2), aux (B, A), barrier_params (B, K), state_out (B, S),
+             features (B, F)                           the perception features (F = feature_size,
+                                                       the cnn's 10-value latent), for the OOD monitor
 
-It is exactly ``DrivingPolicy.step``: image normalisation, conv head, IMU scaling and clipping, the
-core with its elapsed-time dynamics, readouts and output squashing. The NCP masks are folded into the
+It is exactly ``DrivingPolicy.step`` (``step_with_features`` for the features output): image
+normalisation, conv head, IMU scaling and clipping, the core with its elapsed-time dynamics, readouts
+and output squashing. The NCP masks are folded into the
 weights (masked entries are stored as zeros), softplus-constrained LTC parameters are stored as their
 positive values, and a CfC's per-layer gate matrices are the fused matrices the cell itself uses.
 
@@ -41,7 +44,7 @@ __all__ = ['OPSET', 'INPUT_NAMES', 'OUTPUT_NAMES', 'build_step_graph', 'step_con
 
 OPSET = 17
 INPUT_NAMES = ('image', 'imu', 'state', 'dt')
-OUTPUT_NAMES = ('command', 'aux', 'barrier_params', 'state_out')
+OUTPUT_NAMES = ('command', 'aux', 'barrier_params', 'state_out', 'features')
 
 
 class _GraphBuilder:
@@ -291,6 +294,9 @@ def step_contract(policy):
             'barrier_params': (['batch', c.num_barrier_params],
                                'class-K parameters within barrier_param_range'),
             'state_out': (['batch', s], 'float32 hidden state after this step'),
+            'features': (['batch', c.perception_size],
+                         'float32 perception features: the conv head output (the cnn: its latent), '
+                         'what the OOD monitor\'s source "features" models'),
         },
     }
 
@@ -312,11 +318,13 @@ def build_step_graph(policy):
                'imu_features')                                                        # (N, imu)
     if c.core == 'cnn':
         latent = _pilotnet(g, 'image', imu, policy.core.net)                          # (N, 10)
+        features = latent                                     # the cnn's perception output
         new_state = g.op('Identity', ['state'], 'cnn_state')                          # (N, 0)
         command_pre = g.linear(latent, _np(policy.command_head.weight),
                                _np(policy.command_head.bias), 'command_head')
     else:
-        x = g.op('Concat', [_conv_head(g, 'image', policy.head), imu], 'core_in', axis=1)
+        features = _conv_head(g, 'image', policy.head)                              # (N, F)
+        x = g.op('Concat', [features, imu], 'core_in', axis=1)
         if c.core == 'lstm':
             latent, new_state = _lstm_core(g, x, 'state', ts, policy.core)
             command_pre = g.linear(latent, _np(policy.command_head.weight),
@@ -329,7 +337,7 @@ def build_step_graph(policy):
                                                                    _np(policy.motor_gain))]),
                                        g.const('motor_bias', _np(policy.motor_bias))])
     command, aux, barrier = _outputs(g, policy, command_pre, latent)
-    for src, dst in zip((command, aux, barrier, new_state), OUTPUT_NAMES):
+    for src, dst in zip((command, aux, barrier, new_state, features), OUTPUT_NAMES):
         g.nodes.append(helper.make_node('Identity', [src], [dst]))
     contract = step_contract(policy)
 
@@ -349,12 +357,14 @@ def build_step_graph(policy):
 
 
 def compare_step_with_torch(policy, run_step, images, imu, dt):
-    """Run ``policy.step`` (torch, no_grad) and ``run_step`` side by side over a sequence, each
-    carrying its own state. ``run_step(image, imu, state, dt) -> (command, aux, barrier, state)``
-    takes and returns numpy arrays (an ONNX Runtime session wrapped by the caller).
+    """Run ``policy.step_with_features`` (torch, no_grad) and ``run_step`` side by side over a
+    sequence, each carrying its own state. ``run_step(image, imu, state, dt) -> (command, aux,
+    barrier, state, features)`` (the graph's outputs, OUTPUT_NAMES order) takes and returns numpy
+    arrays (an ONNX Runtime session wrapped by the caller).
 
     images (T, B, 3, H, W), imu (T, B, imu_size), dt (T, B) float32. Returns the largest absolute
-    difference over every output and the state at every step (float).
+    difference over every output (the features included) and the state at every step (float).
+    InputError when ``run_step`` returns another number of outputs or a shape torch does not give.
     """
     steps, batch = images.shape[0], images.shape[1]
     state_t = policy.initial_state(batch)
@@ -362,11 +372,17 @@ def compare_step_with_torch(policy, run_step, images, imu, dt):
     worst = 0.0
     with torch.no_grad():
         for t in range(steps):
-            out, state_t = policy.step(torch.from_numpy(images[t]), torch.from_numpy(imu[t]),
-                                       torch.from_numpy(dt[t]), state_t)
-            command, aux, barrier, state_o = run_step(images[t], imu[t], state_o, dt[t])
+            out, state_t, features_t = policy.step_with_features(
+                torch.from_numpy(images[t]), torch.from_numpy(imu[t]), torch.from_numpy(dt[t]),
+                state_t)
+            got_all = run_step(images[t], imu[t], state_o, dt[t])
+            if len(got_all) != len(OUTPUT_NAMES):   # a graph without the features output
+                raise InputError('onnx outputs', len(got_all), f'expected {len(OUTPUT_NAMES)} '
+                                                               f'({", ".join(OUTPUT_NAMES)})')
+            command, aux, barrier, state_o, features = got_all
             for ref, got in ((out.command, command), (out.aux, aux),
-                             (out.barrier_params, barrier), (state_t, state_o)):
+                             (out.barrier_params, barrier), (state_t, state_o),
+                             (features_t, features)):
                 if tuple(ref.shape) != tuple(got.shape):
                     raise InputError('onnx output shape', tuple(got.shape),
                                      f'torch gives {tuple(ref.shape)}')

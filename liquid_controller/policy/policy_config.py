@@ -17,7 +17,7 @@ from liquid_controller.errors import InputError
 from liquid_controller.validation import check_choice, check_int, check_number
 
 __all__ = ['CORES', 'LIQUID_CORES', 'CFC_MODES', 'IMAGE_NORMALIZATIONS', 'COMMAND_SIZE',
-           'MAX_NETWORK_TIME', 'INT_RANGES', 'FLOAT_RANGES', 'PolicyConfig']
+           'MAX_NETWORK_TIME', 'CNN_LATENT_SIZE', 'INT_RANGES', 'FLOAT_RANGES', 'PolicyConfig']
 
 # Image normalisations the conv heads implement (policy/perception.py, normalize_images).
 IMAGE_NORMALIZATIONS = ('per_image', 'fixed')
@@ -28,6 +28,9 @@ COMMAND_SIZE = 2  # (v m/s, w rad/s)
 # Network time units above this are treated as this: keeps seconds * time_scale finite for any finite
 # dt (a gap this long has let every neuron settle anyway).
 MAX_NETWORK_TIME = 1e6
+# The feed-forward CNN's latent (its PilotNet head's last fully connected layer, policy/perception.py):
+# what that core hands out as its perception features.
+CNN_LATENT_SIZE = 10
 
 # Allowed values of PolicyConfig's numeric fields. The upper bounds keep a configuration (a model card
 # in particular, see runtime/model_file.py) from asking for a network that takes minutes and gigabytes
@@ -197,3 +200,10 @@ class PolicyConfig:
     def liquid(self) -> bool:
         """True for the liquid cores (cfc, ltc)."""
         return self.core in LIQUID_CORES
+
+    @property
+    def perception_size(self) -> int:
+        """Length of the perception features a step hands out (``DrivingPolicy.step_with_features``,
+        the OOD monitor's 'features' source): the conv head's ``feature_size`` outputs, or the CNN's
+        ``CNN_LATENT_SIZE`` latent."""
+        return CNN_LATENT_SIZE if self.core == 'cnn' else self.feature_size

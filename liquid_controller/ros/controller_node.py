@@ -200,6 +200,8 @@ class ControllerNode(LifecycleNode):
             if self.controller.ood is not None:     # the card holds OOD statistics
                 self._lc_pubs['ood'] = self.create_publisher(_msg('std_msgs.msg', 'Float32'), '~/ood',
                                                              qos.state_qos())
+            elif self.controller.ood_unavailable:   # statistics this backend cannot score
+                self.get_logger().warning(f'{self.controller.ood_unavailable}; ~/ood is not published')
             else:
                 self.get_logger().info(f'model {card.name!r} has no OOD statistics: ~/ood is not '
                                        'published (liquid-controller calibrate-ood adds them)')

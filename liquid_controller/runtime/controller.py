@@ -29,6 +29,7 @@ safety filter -> command is torch-free.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ DISABLED = 'disabled'    # output disabled (service ~/enable false): braking the
 OOD_BRAKE = 'ood'        # ood_action brake: the scene stayed out of distribution; braking then zero
 SAFE_STATUSES = (BAD_INPUT, STALE, STOPPED, DISABLED, OOD_BRAKE)
 OOD_ACTIONS = ('none', 'slow', 'brake')
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -111,6 +114,9 @@ class ControllerOutput:
     reason: str = ''
     certificate: object = None           # safety Certificate, None when the filter did not run
     neurons: np.ndarray | None = None    # (S,) hidden state after the step (ncps order)
+    features: np.ndarray | None = None   # (F,) this step's perception features (conv head output, the
+                                         # cnn's latent); None when no policy step ran for this output
+                                         # or the backend hands none out (an older ONNX export)
     aux: np.ndarray | None = None        # (2,) predicted lane offset m, heading error rad
     barrier_params: np.ndarray | None = None  # (K,)
     imu_features: np.ndarray | None = None    # (imu_size,) the normalised IMU features fed to the network
@@ -161,6 +167,7 @@ class Controller:
         self._imu_std = np.asarray(self.card.input.imu_std, dtype=np.float64)
         self.nominal_dt = float(self.card.nominal_dt)
         self.neuron_groups = self._neuron_groups()
+        self.ood_unavailable = ''      # why the card's OOD statistics cannot be scored here ('' = they can)
         self.ood = self._ood_monitor()
         self._brake_decel = float(self.config.brake_decel or _safety_decel(self.safety_config))
         self._brake_ang = float(self.config.brake_angular_decel or self.config.max_angular_accel)
@@ -186,14 +193,25 @@ class Controller:
         return {str(k): [int(i) for i in np.asarray(v).ravel()] for k, v in dict(groups).items()}
 
     def _ood_monitor(self):
-        """The OOD monitor from the card's statistics; None when the card has none (the score is
-        then reported as nan: unavailable). Only state-based ('neurons') statistics are computed at
-        run time: every backend hands out the state."""
+        """The OOD monitor from the card's statistics, for either source: 'neurons' scores the
+        hidden state after each step, 'features' the step's perception features. None when the card
+        has none, or when this backend cannot hand out what they model (an ONNX export made before
+        the graph had its ``features`` output): the score is then reported as nan (unavailable), the
+        model still drives, and ``ood_unavailable`` says why (also logged as a warning), so that an
+        ``ood_action`` that can never act is not silent."""
         from liquid_controller.runtime.ood import OodMonitor, OodStatistics
         if not self.card.ood:
             return None
         stats = OodStatistics.from_dict(self.card.ood)
-        return OodMonitor(stats) if stats.source == 'neurons' else None
+        if stats.source == 'features' and not getattr(self._stepper, 'provides_features', False):
+            self.ood_unavailable = (
+                f'model {self.card.name!r}: the OOD statistics model the perception features, but '
+                f'this {self.backend} backend hands none out (an ONNX export made before the graph '
+                f'had its features output): OOD score unavailable, ood_action '
+                f'{self.config.ood_action!r} cannot act; export the model again')
+            _log.warning(self.ood_unavailable)
+            return None
+        return OodMonitor(stats)
 
     def reset(self, reason='requested'):
         """Reset the hidden state and the time base (the next frame uses the nominal dt)."""
@@ -321,11 +339,13 @@ class Controller:
         self._pending_reset = None
         self._last_good = now
         self._last_rejected = None
-        ood_score, ood_act = self._ood_update(new_state, stamp)
+        features = None if out.features is None else np.array(out.features, np.float32)  # (F,)
+        ood_score, ood_act = self._ood_update(new_state, features, stamp)
         if ood_act == 'brake':
             return self._brake(OOD_BRAKE, f'out of distribution: OOD score {ood_score:.2f} above 1 for '
                                           f'{self.ood.seconds_over:.2f} s (ood_action brake)', now, t0,
-                               stamp=stamp, nominal=nominal, out=(None, aux, bp, dt), ood_score=ood_score)
+                               stamp=stamp, nominal=nominal, out=(None, aux, bp, dt), ood_score=ood_score,
+                               features=features)
         if ood_act == 'slow':   # cap the reference speed; the rate limit and the filter follow
             nominal = nominal.copy()
             nominal[0] = min(nominal[0], self.config.ood_speed)
@@ -345,7 +365,8 @@ class Controller:
         self.counters['interventions'] += intervened
         if not self.enabled:
             return self._brake(DISABLED, 'output disabled (~/enable false)', now, t0, stamp=stamp,
-                               nominal=nominal, out=(cert, aux, bp, dt), ood_score=ood_score)
+                               nominal=nominal, out=(cert, aux, bp, dt), ood_score=ood_score,
+                               features=features)
         self.counters['ok'] += 1
         self._command = safe
         self._last_output_time = now
@@ -353,15 +374,20 @@ class Controller:
         timings['total'] = time.perf_counter() - t0
         return ControllerOutput(command=safe.copy(), nominal=nominal, status=RESET if reset_reason else OK,
                                 reason=reset_reason or '', certificate=cert, neurons=self.neurons(),
-                                aux=aux, barrier_params=bp, imu_features=np.array(imu_feat, np.float32),
+                                features=features, aux=aux, barrier_params=bp,
+                                imu_features=np.array(imu_feat, np.float32),
                                 dt=dt, stamp=stamp, timings=timings, intervened=intervened,
                                 ood_score=ood_score)
 
-    def _ood_update(self, state, stamp):
-        """Score this step's state; returns (score or nan, the ood_action to apply now or None)."""
+    def _ood_update(self, state, features, stamp):
+        """Score this step's monitored vector (the new state (1, S) for source 'neurons', the
+        features (F,) for 'features'); returns (score or nan, the ood_action to apply now or None)."""
         if self.ood is None:
             return float('nan'), None
-        score = self.ood.update(state.reshape(-1), stamp)
+        vector = features if self.ood.stats.source == 'features' else state
+        if vector is None:    # a backend that promised features gave none: unscored, never raise
+            return float('nan'), None
+        score = self.ood.update(vector.reshape(-1), stamp)
         self.counters['ood_frames'] += score > 1.0
         if self.config.ood_action == 'none' or score <= 1.0 or self.ood.seconds_over < self.config.ood_hold:
             return score, None
@@ -444,10 +470,11 @@ class Controller:
         return RobotState(**kwargs)
 
     def _brake(self, status, reason, now, t0, stamp=float('nan'), nominal=None, out=None,
-               new_rejection=True, ood_score=float('nan')):
+               new_rejection=True, ood_score=float('nan'), features=None):
         """Decelerate the last command toward zero at the braking limits, integrated over the steady
         time since the last output (so call frequency does not change the deceleration).
-        ``new_rejection`` False: a BAD_INPUT that continues the previous rejection (not counted again)."""
+        ``new_rejection`` False: a BAD_INPUT that continues the previous rejection (not counted again).
+        ``features``: the perception features when a policy step ran for this output."""
         if status == BAD_INPUT:
             self.counters['bad_input'] += new_rejection
             self._last_rejected = reason
@@ -470,8 +497,9 @@ class Controller:
         self._record_status(status_out)
         return ControllerOutput(command=cmd.copy(), nominal=nominal if nominal is not None else np.zeros(2),
                                 status=status_out, reason=reason, certificate=cert,
-                                neurons=self.neurons(), aux=aux, barrier_params=bp, dt=dt, stamp=stamp,
-                                timings={'total': time.perf_counter() - t0}, ood_score=ood_score)
+                                neurons=self.neurons(), features=features, aux=aux, barrier_params=bp,
+                                dt=dt, stamp=stamp, timings={'total': time.perf_counter() - t0},
+                                ood_score=ood_score)
 
     def _record_status(self, status):
         self._last_status = status

@@ -39,7 +39,9 @@ top-level key but ``ood`` and every key of ``input`` and ``weights`` is required
   to it after the model was saved).
 - ``ood`` (optional; absent = no monitor): the out-of-distribution monitor's training statistics,
   ``runtime.ood.OodStatistics.to_dict()`` (method, source, mean, precision, threshold, window,
-  quantile, frames, shrinkage); with source ``neurons`` its size must equal the core's state size.
+  quantile, frames, shrinkage); with source ``neurons`` its size must equal the core's state size,
+  with source ``features`` the policy's ``perception_size`` (the conv head's features, the cnn's
+  latent).
 - ``card_sha256``: see below.
 
 Integrity: ``weights.sha256`` covers the weights file; ``card_sha256`` covers the card: it is the
@@ -495,6 +497,9 @@ def _check_ood(d, config):
         size = {'cfc': config.units, 'ltc': config.units, 'lstm': 2 * config.lstm_hidden}.get(config.core, 0)
         if stats.dim != size:
             _fail('ood.mean', stats.dim, f'the {config.core} core has {size} state values')
+    elif stats.dim != config.perception_size:   # 'features': checked here, not at the first step
+        _fail('ood.mean', stats.dim, f'the {config.core} core hands out {config.perception_size} '
+                                     'perception features')
 
 
 def _card_from_data(d, verify_hash=True):

@@ -19,6 +19,15 @@ then that the session's inputs and outputs match the contract. Any problem is a 
 the file and the field. Nothing here imports torch (the test suite checks this in a subprocess in which
 torch cannot be imported).
 
+Outputs and older exports: the graph's outputs are ``OUTPUT_NAMES`` (command, aux, barrier_params,
+state_out, features). An export made before the ``features`` output existed lists
+``LEGACY_OUTPUT_NAMES`` in its contract; it is the same format (version 1, same checks and hashes)
+and still loads and drives, but its steps hand out no perception features (``features`` None,
+``OnnxPolicy.provides_features`` False). A model card whose OOD statistics model the features
+(source ``features``) then has no run-time monitor: the Controller reports the score as unavailable
+(nan) and says why (``Controller.ood_unavailable``, logged as a warning); exporting again adds the
+output.
+
 Where the graph comes from: ``resolve_export_card`` accepts the export folder, the export card, the
 ``.onnx`` file, or a model name/card for which ``NAME.onnx.json`` lies next to the card (export into
 ``models/`` to ship both backends side by side).
@@ -35,7 +44,8 @@ import numpy as np
 from liquid_controller.errors import InputError, ModelFileError
 from liquid_controller.runtime import model_file
 
-__all__ = ['EXPORT_FORMAT', 'EXPORT_FORMAT_VERSION', 'EXPORT_SUFFIX', 'ExportCard', 'OnnxPolicy',
+__all__ = ['EXPORT_FORMAT', 'EXPORT_FORMAT_VERSION', 'EXPORT_SUFFIX', 'OUTPUT_NAMES',
+           'LEGACY_OUTPUT_NAMES', 'ExportCard', 'OnnxPolicy',
            'export_card_path_for', 'resolve_export_card', 'read_export_card', 'load_onnx_model',
            'write_export_card']
 
@@ -43,7 +53,9 @@ EXPORT_FORMAT = 'liquid_controller.onnx_step'
 EXPORT_FORMAT_VERSION = 1
 EXPORT_SUFFIX = '.onnx.json'
 INPUT_NAMES = ('image', 'imu', 'state', 'dt')          # policy/onnx_export.py writes these
-OUTPUT_NAMES = ('command', 'aux', 'barrier_params', 'state_out')
+OUTPUT_NAMES = ('command', 'aux', 'barrier_params', 'state_out', 'features')
+# the outputs of an export made before the graph handed out the perception features (still accepted)
+LEGACY_OUTPUT_NAMES = OUTPUT_NAMES[:4]
 _CARD_KEYS = ('format', 'format_version', 'name', 'model_card', 'graph', 'policy', 'inputs', 'outputs',
               'state', 'summary', 'verification', 'exported_utc', 'producer')
 _MAX_EXPORT_CARD_BYTES = 4 * 2 ** 20
@@ -69,6 +81,17 @@ class ExportCard:
     @property
     def state_size(self) -> int:
         return int(self.data['state']['size'])
+
+    @property
+    def output_names(self) -> tuple:
+        """The graph's outputs in order: OUTPUT_NAMES, or LEGACY_OUTPUT_NAMES for an older export."""
+        return _output_names(self.data['outputs'])
+
+    @property
+    def features_size(self):
+        """Width of the ``features`` output; None for an export without it (LEGACY_OUTPUT_NAMES)."""
+        spec = self.data['outputs'].get('features')
+        return None if spec is None else int(spec['shape'][1])
 
 
 def export_card_path_for(name):
@@ -97,6 +120,11 @@ def _bare_file(path, field, value, suffix):
     if not isinstance(value, str) or not value.endswith(suffix) or '/' in value or '\\' in value:
         _fail(path, field, value, f'must be a bare file name ending in {suffix!r} (next to the card)')
     return value
+
+
+def _output_names(outputs):
+    # an export card without 'features' was written before the graph had it (module docstring)
+    return OUTPUT_NAMES if isinstance(outputs, dict) and 'features' in outputs else LEGACY_OUTPUT_NAMES
 
 
 def _contract(path, d, name, names):
@@ -140,7 +168,11 @@ def _check_export_card(path, d):
     if not isinstance(d['policy'], dict):
         _fail(path, 'policy', d['policy'], 'must be an object (the PolicyConfig)')
     _contract(path, d, 'inputs', INPUT_NAMES)
-    _contract(path, d, 'outputs', OUTPUT_NAMES)
+    _contract(path, d, 'outputs', _output_names(d['outputs']))
+    if 'features' in d['outputs']:
+        shape = d['outputs']['features']['shape']
+        if len(shape) != 2 or shape[1] < 1:
+            _fail(path, 'outputs.features.shape', shape, "must be ['batch', F] with F >= 1")
     state = _section(path, d, 'state', ('size', 'names', 'groups'))
     size = state['size']
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
@@ -222,9 +254,9 @@ def write_export_card(path, data):
 # -------------------------------------------------------------------------------------------------
 class OnnxPolicy:
     """The exported step graph in an ONNX Runtime session, behind the runtime's policy interface
-    (``initial_state``, ``step``; see runtime/policy_backend.py) and the descriptive attributes the
-    callers read (``config``, ``state_size``, ``liquid_neurons``, ``num_parameters``,
-    ``neuron_groups``).
+    (``initial_state``, ``step``, ``provides_features``; see runtime/policy_backend.py) and the
+    descriptive attributes the callers read (``config``, ``state_size``, ``liquid_neurons``,
+    ``num_parameters``, ``neuron_groups``).
 
     ``num_threads``: ONNX Runtime intra-op threads (1 is fastest for batch-1 steps, as for torch).
     """
@@ -235,6 +267,8 @@ class OnnxPolicy:
         self.export_card = export_card
         self.config = config                              # the model card's PolicyConfig
         self.state_size = export_card.state_size
+        # False for an export made before the graph had the features output (module docstring)
+        self.provides_features = export_card.features_size is not None
         summary = export_card.data['summary']
         self.liquid_neurons = int(summary['liquid_neurons'])
         self._num_parameters = int(summary['num_parameters'])
@@ -274,7 +308,8 @@ class OnnxPolicy:
     def _check_session(self):
         path = self.export_card.graph_path
         for kind, listed, names in (('inputs', self.session.get_inputs(), INPUT_NAMES),
-                                    ('outputs', self.session.get_outputs(), OUTPUT_NAMES)):
+                                    ('outputs', self.session.get_outputs(),
+                                     self.export_card.output_names)):
             got = [a.name for a in listed]
             if got != list(names):
                 raise ModelFileError(f'{path}: graph {kind} {got} differ from the contract {list(names)}')
@@ -300,19 +335,23 @@ class OnnxPolicy:
 
     def step(self, image, imu, dt, state):
         """image (1, 3, H, W) float32 in [0, 1], imu (imu_size,) float32, dt float seconds > 0,
-        state (1, S) float32 -> PolicyStepResult (numpy). The caller (the Controller) has validated
-        the inputs; dt must be finite and > 0."""
+        state (1, S) float32 -> PolicyStepResult (numpy; ``features`` None when the export has no
+        such output). The caller (the Controller) has validated the inputs; dt must be finite and
+        > 0."""
         from liquid_controller.runtime.policy_backend import PolicyStepResult
         if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
             raise InputError('dt', dt, 'must be a finite number of seconds > 0')
-        command, aux, barrier, new_state = self.session.run(None, {
+        outputs = self.session.run(None, {
             'image': image,
             'imu': np.asarray(imu, dtype=np.float32).reshape(1, -1),      # (1, imu_size)
             'state': state,
             'dt': np.array([dt], dtype=np.float32),                       # (1,)
         })
+        command, aux, barrier, new_state = outputs[:4]
+        features = outputs[4].reshape(-1) if self.provides_features else None  # (1, F) -> (F,)
         return PolicyStepResult(command=command.reshape(-1), aux=aux.reshape(-1),
-                                barrier_params=barrier.reshape(-1), state=new_state)
+                                barrier_params=barrier.reshape(-1), state=new_state,
+                                features=features)
 
 
 def load_onnx_model(model, *, expected_image_size=None, available_topics=None, models_dir=None,
@@ -345,6 +384,9 @@ def load_onnx_model(model, *, expected_image_size=None, available_topics=None, m
     if model_file._policy_config(export.data['policy']).to_dict() != config.to_dict():
         raise ModelFileError(f'{card_path}: export card policy differs from the model card\'s '
                              f'({json_path}): export the model again')
+    if export.features_size is not None and export.features_size != config.perception_size:
+        _fail(card_path, 'outputs.features.shape', export.data['outputs']['features']['shape'],
+              f'the {config.core} core hands out {config.perception_size} perception features')
     policy = OnnxPolicy(export, config, num_threads=num_threads)
     return model_file.LoadedModel(policy=policy, card=card, json_path=json_path,
                                   weights_path=graph_path, backend='onnx')

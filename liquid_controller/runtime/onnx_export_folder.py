@@ -5,9 +5,10 @@
 The folder layout and the export card are described in runtime/onnx_backend.py (which reads them
 without torch). The export verifies itself before anything is written: every verification sequence
 (the caller passes recorded frames, e.g. a bag's, and :func:`random_sequence` adds one with irregular
-dt) is run through ``DrivingPolicy.step`` and through the graph in ONNX Runtime, each carrying its own
-hidden state over the whole sequence; the largest difference of any output or state must be at most
-``tolerance`` (default 1e-5), else ExportError and nothing is written.
+dt) is run through ``DrivingPolicy.step_with_features`` and through the graph in ONNX Runtime, each
+carrying its own hidden state over the whole sequence; the largest difference of any output (the
+perception features included) or state must be at most ``tolerance`` (default 1e-5), else ExportError
+and nothing is written.
 """
 from __future__ import annotations
 
@@ -168,8 +169,8 @@ def export_onnx_folder(model, out_dir, sequences=(), *, tolerance=DEFAULT_TOLERA
                     'num_parameters': int(policy.num_parameters())},
         'verification': {'tolerance': tolerance, 'max_abs_diff': worst,
                          'sequences': per_sequence,
-                         'compared': 'command, aux, barrier_params and state at every step; each '
-                                     'side carries its own state'},
+                         'compared': 'command, aux, barrier_params, state and features at every '
+                                     'step; each side carries its own state'},
         'exported_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
         'producer': {'torch': torch.__version__, 'onnx': onnx.__version__,
                      'onnxruntime': onnxruntime.__version__},

@@ -27,11 +27,25 @@ from liquid_controller.errors import InputError
 from liquid_controller.validation import check_choice, check_int, check_number
 
 __all__ = ['FEATURE_SOURCES', 'OodStatistics', 'OodMonitor', 'fit_gaussian_monitor', 'ood_summary',
-           'smoothed_scores']
+           'resolve_source', 'smoothed_scores']
 
 # Which vector of a step the monitor models: 'neurons' = the recurrent state after the step
 # (liquid / LSTM cores); 'features' = the perception head's output (every core, the CNN's only choice).
 FEATURE_SOURCES = ('neurons', 'features')
+
+
+def resolve_source(source, state_size, model='the model'):
+    """The monitor's source for a policy with ``state_size`` state values: ``source`` itself, or for
+    None 'neurons' (a recurrent core) / 'features' (the cnn: no state). InputError naming ``source``
+    for an unknown one or for 'neurons' without a state (``model`` names the model in the message)."""
+    if source is None:
+        return 'neurons' if state_size > 0 else 'features'
+    if source not in FEATURE_SOURCES:
+        raise InputError('source', source, f'must be one of {FEATURE_SOURCES}')
+    if source == 'neurons' and state_size == 0:
+        raise InputError('source', source, f'{model} has no recurrent state to model: use source '
+                                           "'features'")
+    return source
 
 
 @dataclass

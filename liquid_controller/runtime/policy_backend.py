@@ -5,8 +5,11 @@ Both backends sit behind one small interface that the Controller drives with num
 
     stepper.initial_state() -> (1, S) float32 zeros
     stepper.step(image (1, 3, H, W) float32, imu (imu_size,) float32, dt float s, state (1, S))
-        -> PolicyStepResult(command (2,), aux (A,), barrier_params (K,), state (1, S))
+        -> PolicyStepResult(command (2,), aux (A,), barrier_params (K,), state (1, S),
+                            features (F,) or None)
     stepper.neuron_groups() -> {label: [state indices]}
+    stepper.provides_features -> bool: whether ``step`` hands out the perception features (the
+        torch backend always; the onnx backend when its export has the ``features`` output)
 
 The choice is the node parameter ``backend`` (runtime/settings.py): ``auto`` (default) is torch when
 torch can be imported, else onnx. :func:`load_runtime_model` loads a model for a backend: the torch
@@ -30,11 +33,14 @@ BACKENDS = ('auto', 'torch', 'onnx')
 @dataclass
 class PolicyStepResult:
     """One policy step's outputs (numpy float32): command (2,) nominal (v, w), aux (A,),
-    barrier_params (K,), state (1, S) the new hidden state."""
+    barrier_params (K,), state (1, S) the new hidden state, features (F,) the perception features
+    (``DrivingPolicy.step_with_features``: the conv head's output, the cnn's latent; what the OOD
+    monitor's source 'features' models), None from an ONNX export made before the graph had them."""
     command: np.ndarray
     aux: np.ndarray
     barrier_params: np.ndarray
     state: np.ndarray
+    features: np.ndarray | None = None
 
 
 def torch_available():

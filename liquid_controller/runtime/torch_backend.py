@@ -11,12 +11,14 @@ __all__ = ['TorchPolicyStep']
 
 
 class TorchPolicyStep:
-    """Runs ``DrivingPolicy.step`` under ``torch.no_grad`` on numpy inputs.
+    """Runs ``DrivingPolicy.step_with_features`` under ``torch.no_grad`` on numpy inputs (the step
+    and its perception features from one pass).
 
     ``num_threads``: torch intra-op threads, set process-wide (1 is fastest for batch-1 steps).
     """
 
     backend = 'torch'
+    provides_features = True
 
     def __init__(self, policy, num_threads=1):
         self.policy = policy
@@ -37,9 +39,10 @@ class TorchPolicyStep:
         imu_t = torch.from_numpy(np.asarray(imu, dtype=np.float32)).reshape(1, -1)   # (1, imu)
         dt_t = torch.tensor([float(dt)], dtype=torch.float32)                        # (1,)
         with torch.no_grad():
-            out, new_state = self.policy.step(torch.from_numpy(image), imu_t, dt_t,
-                                              torch.from_numpy(state))
+            out, new_state, features = self.policy.step_with_features(
+                torch.from_numpy(image), imu_t, dt_t, torch.from_numpy(state))
         return PolicyStepResult(command=out.command.numpy().reshape(-1),
                                 aux=out.aux.numpy().reshape(-1),
                                 barrier_params=out.barrier_params.numpy().reshape(-1),
-                                state=new_state.numpy())
+                                state=new_state.numpy(),
+                                features=features.numpy().reshape(-1))           # (F,)

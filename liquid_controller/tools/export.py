@@ -53,18 +53,23 @@ def register(sub):
 
 
 class _RecordingPolicy:
-    """Wraps a DrivingPolicy and records the (image, imu, dt) of every ``step`` call: the exact
+    """Wraps a DrivingPolicy and records the (image, imu, dt) of every step call: the exact
     policy inputs the runtime Controller produces from a bag (preprocessing, IMU windows, dt rules)."""
 
     def __init__(self, policy):
         self._policy = policy
         self.images, self.imu, self.dt = [], [], []
 
-    def step(self, image, imu, dt, state=None):
+    def step_with_features(self, image, imu, dt, state=None):
+        # the torch backend's entry point (runtime/torch_backend.py)
         self.images.append(image.numpy().copy())               # (1, 3, H, W)
         self.imu.append(imu.numpy().copy())                    # (1, imu_size)
         self.dt.append(np.asarray(dt, dtype=np.float32).reshape(1).copy())
-        return self._policy.step(image, imu, dt, state)
+        return self._policy.step_with_features(image, imu, dt, state)
+
+    def step(self, image, imu, dt, state=None):
+        out, state, _ = self.step_with_features(image, imu, dt, state)
+        return out, state
 
     def __getattr__(self, name):
         return getattr(self._policy, name)

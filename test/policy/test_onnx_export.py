@@ -99,3 +99,58 @@ def test_bad_policy_and_shared_constants():
     with pytest.raises(InputError, match='DrivingPolicy'):
         build_step_graph(torch.nn.Linear(2, 2))
     assert IMAGE_NORMALIZATIONS == HEAD_NORMALIZATIONS
+
+
+@pytest.mark.parametrize('core', ['cfc', 'ltc', 'lstm', 'cnn'])
+def test_features_output_is_the_perception_output(core):
+    """The graph's 'features' output equals the torch head's (the cnn: PilotNet latent) at every step
+    of a stateful sequence, within 1e-5, and it is the contract's last output of width
+    config.perception_size."""
+    policy = _perturbed(dict(core=core))
+    c = policy.config
+    session, run = _session(policy)
+    out = session.get_outputs()
+    assert [a.name for a in out][-1] == 'features' and out[-1].shape == ['batch', c.perception_size]
+    assert c.perception_size == (10 if core == 'cnn' else c.feature_size)
+    rng = np.random.default_rng(4)
+    steps, batch = 12, 2
+    images = rng.random((steps, batch, 3, c.image_height, c.image_width), dtype=np.float32)
+    imu = rng.normal(size=(steps, batch, c.imu_size)).astype(np.float32)
+    dt = rng.uniform(0.01, 0.1, size=(steps, batch)).astype(np.float32)
+    state = np.zeros((batch, policy.state_size), np.float32)
+    got = []
+    for t in range(steps):
+        *_, state, features = run(images[t], imu[t], state, dt[t])
+        got.append(features)
+    got = np.stack(got)                                                   # (T, B, F)
+    with torch.no_grad():
+        flat = torch.from_numpy(images.reshape(steps * batch, 3, c.image_height, c.image_width))
+        if core == 'cnn':
+            scaled = (torch.from_numpy(imu.reshape(steps * batch, -1)) * policy.imu_scale).clamp(
+                -c.imu_clip, c.imu_clip)
+            want = policy.core(flat, scaled)
+        else:
+            want = policy.head(flat)
+    want = want.numpy().reshape(steps, batch, -1)
+    assert got.shape == (steps, batch, c.perception_size)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    assert want.std() > 1e-2                  # features that vary: the comparison means something
+
+
+def test_a_graph_without_the_features_output_fails_the_comparison():
+    policy = _perturbed(dict(core='cfc'))
+    _, run = _session(policy)
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 1, 3, 64, 128), dtype=np.float32)
+    imu = rng.normal(size=(2, 1, 6)).astype(np.float32)
+    dt = np.full((2, 1), 0.033, np.float32)
+
+    def legacy(*args):
+        return run(*args)[:4]
+    with pytest.raises(InputError, match='onnx outputs'):
+        compare_step_with_torch(policy, legacy, images, imu, dt)
+
+    def wrong_features(*args):
+        *rest, features = run(*args)
+        return (*rest, features + 1e-3)
+    assert compare_step_with_torch(policy, wrong_features, images, imu, dt) == pytest.approx(1e-3, rel=1e-2)
