@@ -24,12 +24,12 @@ import yaml
 from liquid_controller.errors import InputError
 from liquid_controller.evaluation.interventions import ROW_TYPES
 from liquid_controller.evaluation.statistics import format_ci, mean_ci
+# Generator seeds of the shipped suite: held out, never to be used for training scenes.
+from liquid_controller.sim.scene_generator import HELDOUT_GENERATOR_SEEDS  # noqa: F401 - re-exported
 
 SUITE_DIR = Path(__file__).resolve().parents[1] / 'sim' / 'benchmark_suite'
 FAMILIES = ('appearance', 'shape', 'both')
 FILTER_MODES = ('on', 'off')
-# Generator seeds of the shipped suite: held out, never to be used for training scenes.
-HELDOUT_GENERATOR_SEEDS = frozenset({170001, 170002, 170003})
 CORNERS = ('left', 'right', 'straight')
 _SUITE_KEYS = ('name', 'version', 'description', 'generator_seeds', 'generated_by', 'episode', 'scenes')
 _EPISODE_KEYS = ('laps', 'seconds_per_lap', 'random_start', 'disturbance_rate_hz')
@@ -204,13 +204,14 @@ def _driver(model, use_filter, settings):
 
 
 def run_benchmark(models, suite=None, episodes_per_scene=1, filter_modes=('on',), workers=1,
-                  out_dir=None, settings=None, progress=True, ray=None):
+                  out_dir=None, settings=None, progress=True, ray=None, command=None):
     """Run every model (model file names/paths, or 'expert' for the privileged reference) on the
     suite in each filter mode ('on', 'off' = network's nominal command drives, filter in shadow).
     ``workers`` processes, or Ray tasks with ``ray`` ('auto' or a cluster address; see evaluate_driver).
 
-    Returns a JSON-able report {suite, config, runs: [{model, filter, info, summary, episodes, speed}]};
-    with ``out_dir`` writes ``benchmark.json`` and ``benchmark.md`` there.
+    Returns a JSON-able report {suite, config, runs: [{model, filter, info, summary, episodes, speed}],
+    commands}; with ``out_dir`` writes ``benchmark.json`` and ``benchmark.md`` there. ``command``: the
+    command line that made it (kept in ``commands``, which the README section quotes).
     """
     suite = suite if isinstance(suite, BenchmarkSuite) else load_suite(suite)
     if not models:
@@ -236,11 +237,73 @@ def run_benchmark(models, suite=None, episodes_per_scene=1, filter_modes=('on',)
               'config': dict(config.to_dict(), scenes=[Path(p).stem for p in config.scenes],
                              episodes_per_scene=episodes_per_scene, workers=workers, ray=ray),
               'generated_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-              'elapsed_s': time.perf_counter() - t0, 'runs': runs}
+              'elapsed_s': time.perf_counter() - t0, 'runs': runs,
+              'commands': [command] if command else []}
     if out_dir is not None:
         from liquid_controller.evaluation.results import write_report
         write_report(result, out_dir, 'benchmark', format_markdown(result))
     return result
+
+
+def merge_results(results, command=None):
+    """One report from several :func:`run_benchmark` reports (dicts) of the same suite and episode
+    settings, e.g. one per model run at different times: their runs in order, their commands, plus
+    ``command`` (the merge's own). InputError naming the first report that does not match."""
+    if not results:
+        raise InputError('results', results, 'give at least one benchmark report')
+    first = results[0]
+    key = ('episodes_per_scene', 'laps', 'random_start', 'disturbance_rate_hz', 'seconds_per_lap', 'scenes')
+    for i, r in enumerate(results):
+        if not isinstance(r, dict) or 'runs' not in r or 'suite' not in r:
+            raise InputError(f'results[{i}]', type(r).__name__, 'not a report written by liquid-controller benchmark')
+        if (r['suite']['name'], r['suite']['version']) != (first['suite']['name'], first['suite']['version']):
+            raise InputError(f'results[{i}].suite', f"{r['suite']['name']} v{r['suite']['version']}",
+                             f"differs from {first['suite']['name']} v{first['suite']['version']}")
+        for k in key:
+            if r['config'].get(k) != first['config'].get(k):
+                raise InputError(f'results[{i}].config.{k}', r['config'].get(k),
+                                 f"differs from the first report's {first['config'].get(k)!r}")
+    seen = set()
+    for r in results:
+        for run in r['runs']:
+            if (run['model'], run['filter']) in seen:
+                raise InputError('results', f"{run['model']} filter {run['filter']}", 'appears twice')
+            seen.add((run['model'], run['filter']))
+    commands = [c for r in results for c in r.get('commands', [])] + ([command] if command else [])
+    return dict(first, runs=[run for r in results for run in r['runs']], commands=commands,
+                elapsed_s=sum(r.get('elapsed_s', 0.0) for r in results),
+                generated_utc=max(r['generated_utc'] for r in results))
+
+
+def load_result(path):
+    """Read a ``benchmark.json`` (InputError naming the file when it is not one)."""
+    import json
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError('benchmark json', str(path), f'cannot read: {exc}') from None
+    if not isinstance(data, dict) or 'runs' not in data or 'suite' not in data:
+        raise InputError('benchmark json', str(path), 'not a report written by liquid-controller benchmark')
+    return data
+
+
+def readme_section(result):
+    """The README's held-out benchmark block: what was run, the overall table, the per-family table
+    (both straight from :func:`format_markdown`) and the commands that regenerate it."""
+    tables = format_markdown(result).split('\n\nPer turn direction')[0]   # header, overall, families
+    models = {}
+    for r in result['runs']:
+        models.setdefault(r['model'], r['info'])
+    lines = ['## Held-out benchmark', '', tables, '',
+             'Models: ' + '; '.join(
+                 f"{name} ({info.get('core')}, {info.get('parameters', 0):,} parameters"
+                 + (f", {info.get('liquid_neurons')} liquid neurons" if info.get('liquid_neurons') else '')
+                 + ')' for name, info in models.items()) + '. Per corner direction, interventions by '
+             'row type and the OOD monitor: [docs/benchmarks.md](docs/benchmarks.md).']
+    if result.get('commands'):
+        lines += ['', 'Regenerate this section:', '', '```bash', *result['commands'], '```']
+    return '\n'.join(lines)
 
 
 # ------------------------------------------------------------------------------------------ markdown

@@ -208,7 +208,8 @@ def format_markdown(result):
         lines.append('| ' + ' | '.join(cells) + ' |')
     cfg = result['config']
     lines.append('')
-    lines.append(f"{cfg['laps']:g} lap(s) per episode, seeds {cfg['seeds']}, time limit "
+    from liquid_controller.evaluation.results import trials_note
+    lines.append(f"{cfg['laps']:g} lap(s) per episode, seeds {cfg['seeds']}{trials_note(cfg)}, time limit "
                  f"{cfg['max_seconds'] or cfg['seconds_per_lap'] * cfg['laps']:g} s; completion and mean "
                  f"abs offset are means over seeds, departures, collisions and interventions are totals; "
                  f"step p50 = median Controller.step time (preprocess + policy + safety filter).")
@@ -257,10 +258,12 @@ def load_compare(path):
     return data
 
 
-def eval_config_from_args(scenes, laps, seeds, seconds_per_lap=90.0, max_seconds=None, plots=True):
+def eval_config_from_args(scenes, laps, seeds, seconds_per_lap=90.0, max_seconds=None, plots=True,
+                          random_start=False, disturbance_rate_hz=0.0):
     """EvalConfig from command-line style values (comma-separated text or sequences)."""
     from liquid_controller.evaluation.evaluate import parse_list
     scenes = parse_list(scenes, 'scenes') if isinstance(scenes, str) else tuple(scenes)
     seeds = parse_list(seeds, 'seeds', int) if isinstance(seeds, str) else tuple(seeds)
     return EvalConfig(scenes=scenes, laps=laps, seeds=seeds, seconds_per_lap=seconds_per_lap,
-                      max_seconds=max_seconds, plots=plots)
+                      max_seconds=max_seconds, plots=plots, random_start=random_start,
+                      disturbance_rate_hz=disturbance_rate_hz)

@@ -1,11 +1,13 @@
-"""The README's results section, generated from a comparison JSON (``liquid-controller compare``).
+"""The README's results sections: one generated from a comparison JSON (``liquid-controller compare``),
+one from the held-out benchmark (``liquid-controller benchmark --readme``, evaluation/benchmark.py).
 
 :func:`results_section` renders markdown: the closed-loop table per model in the training scene and the
 held-out scenes, robustness to added image noise, training time of each model (from its model card) and
 the CfC vs LTC training-speed ratio, where the network looks (attention on the road vs its chance level,
 saliency stability under noise; when the comparison measured it), followed by the command that
 regenerates it. :func:`update_readme` replaces only the text between ``<!-- results:begin -->`` and
-``<!-- results:end -->``.
+``<!-- results:end -->``; :func:`update_marked_section` does the same for any pair of markers (the
+benchmark's block sits between ``<!-- benchmark:begin -->`` and ``<!-- benchmark:end -->``).
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from liquid_controller.errors import InputError
 
 BEGIN = '<!-- results:begin -->'
 END = '<!-- results:end -->'
+BENCHMARK_BEGIN = '<!-- benchmark:begin -->'
+BENCHMARK_END = '<!-- benchmark:end -->'
 TRAINING_SCENE = 'summer'
 
 
@@ -75,6 +79,17 @@ def training_speed_ratio(models, train_bench=None):
                   'the comparison, or `--train-bench` from `liquid-controller bench train --json`).')
 
 
+def trials_note(cfg):
+    """', each from its own random start ...' when the seeds of an EvalConfig dict are real trials
+    (random start, pushes), else '' (then seeds differ only in sensor noise)."""
+    parts = []
+    if cfg.get('random_start'):
+        parts.append('each from its own random start on the lap')
+    if cfg.get('disturbance_rate_hz'):
+        parts.append(f"with random yaw-rate pushes ({cfg['disturbance_rate_hz']:g}/s)")
+    return (', ' + ' '.join(parts)) if parts else ' (seeds change only the sensor noise)'
+
+
 def results_section(compare, train_bench=None):
     """Markdown for the README from a comparison dict (see :mod:`liquid_controller.evaluation.compare`)."""
     rows = compare['rows']
@@ -84,7 +99,7 @@ def results_section(compare, train_bench=None):
     lines = ['## Results', '',
              f"Closed loop in the embedded simulator through the same runtime Controller as the ROS node "
              f"(generated {compare.get('created_utc', '')}): {cfg['laps']:g} lap(s) per episode, seeds "
-             f"{cfg['seeds']}, episode ends at the laps, a collision, leaving the road or "
+             f"{cfg['seeds']}{trials_note(cfg)}, episode ends at the laps, a collision, leaving the road or "
              f"{cfg['max_seconds'] or cfg['seconds_per_lap'] * cfg['laps']:g} s. Cells: lap completion "
              f"(mean over seeds) / mean abs lateral offset / lane departures (total). "
              f"`{TRAINING_SCENE}` is the training scene; the others are held out.", '']
@@ -166,23 +181,33 @@ def _attention_table(compare, models, scenes):
     return lines
 
 
-def replace_marked_block(text, content, where='README'):
-    """Return ``text`` with everything between the BEGIN and END markers replaced by ``content``.
+def replace_marked_block(text, content, where='README', begin=BEGIN, end=END):
+    """Return ``text`` with everything between the ``begin`` and ``end`` markers replaced by ``content``.
 
     Text outside the markers is kept byte for byte. When neither marker exists, a marked block is
     appended at the end; a single marker, markers in the wrong order or repeated markers are an
     InputError naming ``where``."""
-    nb, ne = text.count(BEGIN), text.count(END)
+    nb, ne = text.count(begin), text.count(end)
     if nb == 0 and ne == 0:
         sep = '' if text.endswith('\n\n') or not text else ('\n' if text.endswith('\n') else '\n\n')
-        return f'{text}{sep}{BEGIN}\n{content.rstrip()}\n{END}\n'
+        return f'{text}{sep}{begin}\n{content.rstrip()}\n{end}\n'
     if nb != 1 or ne != 1:
-        raise InputError(where, f'{nb} x {BEGIN}, {ne} x {END}',
+        raise InputError(where, f'{nb} x {begin}, {ne} x {end}',
                          'needs exactly one begin and one end marker')
-    i, j = text.index(BEGIN), text.index(END)
+    i, j = text.index(begin), text.index(end)
     if j < i:
-        raise InputError(where, END, f'the end marker comes before {BEGIN}')
-    return text[:i + len(BEGIN)] + '\n' + content.rstrip() + '\n' + text[j:]
+        raise InputError(where, end, f'the end marker comes before {begin}')
+    return text[:i + len(begin)] + '\n' + content.rstrip() + '\n' + text[j:]
+
+
+def update_marked_section(readme, section, begin, end):
+    """Rewrite the block of ``readme`` (path) between ``begin`` and ``end`` with ``section`` (text).
+    InputError naming the file when it is missing or its markers are broken."""
+    path = Path(readme)
+    if not path.is_file():
+        raise InputError('readme', str(path), 'file not found')
+    path.write_text(replace_marked_block(path.read_text(), section, where=str(path), begin=begin, end=end))
+    return section
 
 
 def update_readme(readme, compare, train_bench=None):
@@ -197,12 +222,9 @@ def update_readme(readme, compare, train_bench=None):
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError('train bench json', str(train_bench), f'cannot read: {exc}') from exc
         train_bench = train_bench.get('train', train_bench)
-    path = Path(readme)
-    if not path.is_file():
-        raise InputError('readme', str(path), 'file not found')
-    section = results_section(compare, train_bench)
-    path.write_text(replace_marked_block(path.read_text(), section, where=str(path)))
-    return section
+    if not Path(readme).is_file():
+        raise InputError('readme', str(readme), 'file not found')
+    return update_marked_section(readme, results_section(compare, train_bench), BEGIN, END)
 
 
 def write_report(result, out_dir, stem, markdown):

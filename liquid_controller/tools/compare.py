@@ -51,6 +51,10 @@ def command_line(args):
         parts += ['--seconds-per-lap', f'{args.seconds_per_lap:g}']
     if args.max_seconds is not None:
         parts += ['--max-seconds', f'{args.max_seconds:g}']
+    if args.random_start:
+        parts.append('--random-start')
+    if args.disturbance_rate:
+        parts += ['--disturbance-rate', f'{args.disturbance_rate:g}']
     if args.no_attention:
         parts.append('--no-attention')
     parts += ['--out', args.out]
@@ -71,7 +75,9 @@ def run(args):
         if not args.models and not args.expert:
             raise InputError('--models', args.models, 'give at least one model (or --expert)')
         config = cmp.eval_config_from_args(args.scenes, args.laps, args.seeds, args.seconds_per_lap,
-                                           args.max_seconds, plots=not args.no_plots)
+                                           args.max_seconds, plots=not args.no_plots,
+                                           random_start=args.random_start,
+                                           disturbance_rate_hz=args.disturbance_rate)
         noise = parse_list(args.noise, 'noise', float)
         noise_scenes = parse_list(args.noise_scenes, 'noise-scenes') if args.noise_scenes else None
         result = cmp.compare_models(args.models, config, noise_levels=noise, noise_scenes=noise_scenes,

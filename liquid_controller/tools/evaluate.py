@@ -26,6 +26,11 @@ def add_eval_arguments(p):
                    help='explicit episode time limit (overrides --seconds-per-lap)')
     p.add_argument('--no-plots', action='store_true', help='do not write trajectory plots')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
+    p.add_argument('--random-start', action='store_true',
+                   help='each scene and seed starts at its own random place on the lap, off-centre and '
+                        'askew, so seeds are separate trials')
+    p.add_argument('--disturbance-rate', type=float, default=0.0, metavar='HZ',
+                   help='random yaw-rate pushes per second added to the applied command (default 0)')
     p.add_argument('--workers', type=int, default=1, metavar='N',
                    help='run episodes in N processes (same results as 1; default 1)')
     add_ray_argument(p)
@@ -49,11 +54,6 @@ def register(sub):
     p.add_argument('--backend', choices=('auto', 'torch', 'onnx'), default=None,
                    help="policy engine (overrides the params file's 'backend'; onnx: --model is an "
                         'ONNX export folder or a model with NAME.onnx.json next to its card)')
-    p.add_argument('--random-start', action='store_true',
-                   help='each scene and seed starts at its own random place on the lap, off-centre and '
-                        'askew, so seeds are separate trials')
-    p.add_argument('--disturbance-rate', type=float, default=0.0, metavar='HZ',
-                   help='random yaw-rate pushes per second added to the applied command (default 0)')
     p.add_argument('--no-filter', action='store_true',
                    help="drive on the network's nominal command alone; the safety filter runs in shadow "
                         'and its interventions are still counted')

@@ -17,7 +17,7 @@ def test_shipped_suite_is_held_out_and_complete():
     families = [f for _, f in suite.scenes]
     assert len(families) >= 30
     assert {f: families.count(f) for f in set(families)} == {'appearance': 12, 'shape': 12, 'both': 12}
-    assert set(suite.generator_seeds.values()) == set(bm.HELDOUT_GENERATOR_SEEDS)
+    assert set(suite.generator_seeds.values()) <= set(bm.HELDOUT_GENERATOR_SEEDS)
     assert len(suite.generated_by) == 3 and all('scenes generate' in c for c in suite.generated_by)
     directions = {load_scene(p).track.direction for p, f in suite.scenes if f != 'appearance'}
     assert directions == {'ccw', 'cw'}
@@ -25,6 +25,21 @@ def test_shipped_suite_is_held_out_and_complete():
     with pytest.raises(InputError, match='held-out'):
         bm.check_training_seeds([0, 1, 170002])
     bm.check_training_seeds([0, 1, 2])
+
+
+def test_shipped_stress_suite_is_held_out_and_beyond_the_training_ranges():
+    """The stress suite: 24 scenes whose corners and lanes lie beyond the training scenes' ranges."""
+    from liquid_controller.sim import Track
+    from liquid_controller.sim.scene_generator import GeneratorConfig
+    suite = bm.load_suite(bm.SUITE_DIR.parent / 'stress_suite')
+    assert suite.name == 'stress' and len(suite.scenes) == 24
+    assert set(suite.generator_seeds.values()) <= set(bm.HELDOUT_GENERATOR_SEEDS)
+    assert not set(suite.generator_seeds.values()) & set(bm.load_suite().generator_seeds.values())
+    training = GeneratorConfig()             # the ranges the training scenes were drawn from
+    scenes = [load_scene(p) for p, _ in suite.scenes]
+    assert all(s.track.lane_width <= training.lane_width[0] for s in scenes)
+    radii = [1.0 / abs(Track(s.track).curvature).max() for s in scenes]
+    assert sum(r < training.corner_radius[0] for r in radii) >= 20
 
 
 def _small_suite(tmp_path, laps=0.08, seconds_per_lap=75.0):
