@@ -83,15 +83,28 @@ bench: setup
 	mkdir -p bench/results
 	$(CLI) bench all --json bench/results/bench.json
 
-# Reproduce the shipped flagship from freshly recorded bags: 6 x 5 min of expert driving in `summer`
-# (with recovery perturbations), then training (20 epochs; 12 to 30 min on 2 CPU cores).
+# Reproduce a shipped model (MODEL=cfc|ltc|lstm|cnn) from freshly recorded bags: 1 simulated minute of
+# expert driving (with recovery perturbations) per committed training scene, 97 in all
+# (liquid_controller/sim/training_scenes/training_set.yaml), two recorders in parallel (about 12 min on
+# 2 cores); then training (2700 steps: about an hour for cfc on 2 cores, plus about 9 min reading the
+# bags into the cache the first time) and the OOD monitor's closed-loop calibration (a few minutes).
 MODEL ?= cfc
-MODEL_BAGS ?= out/bags/summer
+MODEL_BAGS ?= out/bags/generated
+TRAINING_SCENES := liquid_controller/sim/training_scenes
+MODEL_OUT = $(if $(filter cfc,$(MODEL)),models/cfc,models/baselines/$(MODEL))
+# The OOD monitor is fitted on the model's own driving of 25 training scenes (summer and the first 6 of
+# each training folder), one random-start episode each (README, "Out-of-distribution monitor").
+OOD_SCENES = summer $(sort $(wildcard $(TRAINING_SCENES)/*/*_00[0-5].yaml))
 model: setup
-	for s in 0 1 2 3 4 5; do test -f $(MODEL_BAGS)/s$$s/metadata.yaml || \
-		$(CLI) record --scene summer --minutes 5 --seed $$s --out $(MODEL_BAGS)/s$$s --quiet || exit 1; done
-	$(CLI) train --config config/train_$(MODEL).yaml --bags $(MODEL_BAGS) --out models/$(MODEL) --force \
-		--run-dir out/train/$(MODEL) --cache out/cache
+	@set -e; \
+	rec() { d=$(MODEL_BAGS)/$$1; shift; test -f $$d/.recorded && return 0; rm -rf $$d; \
+		$(CLI) record "$$@" --minutes 1 --out $$d --quiet && touch $$d/.recorded; }; \
+	rec a --scenes $(TRAINING_SCENES)/appearance_s1001 $(TRAINING_SCENES)/both_s1003 --seed 0 & a=$$!; \
+	rec b --scenes summer $(TRAINING_SCENES)/shape_s1002 $(TRAINING_SCENES)/both_s1004 --seed 1000 & b=$$!; \
+	wait $$a; wait $$b
+	$(CLI) train --config config/train_$(MODEL).yaml --bags $(MODEL_BAGS) --out $(MODEL_OUT) --force \
+		--run-dir out/train/$(MODEL) --cache out/cache/generated
+	$(CLI) calibrate-ood $(MODEL_OUT).json --closed-loop $(OOD_SCENES) --seeds 100 --workers 2 --quiet
 
 clean:
 	rm -rf $(VENV) build install log bench/results
