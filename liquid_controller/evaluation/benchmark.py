@@ -277,15 +277,8 @@ def merge_results(results, command=None):
 
 def load_result(path):
     """Read a ``benchmark.json`` (InputError naming the file when it is not one)."""
-    import json
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError('benchmark json', str(path), f'cannot read: {exc}') from None
-    if not isinstance(data, dict) or 'runs' not in data or 'suite' not in data:
-        raise InputError('benchmark json', str(path), 'not a report written by liquid-controller benchmark')
-    return data
+    from liquid_controller.evaluation.results import read_report
+    return read_report(path, 'benchmark json', ('runs', 'suite'), 'liquid-controller benchmark')
 
 
 def readme_section(result):

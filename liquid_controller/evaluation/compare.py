@@ -248,14 +248,8 @@ def format_table(result):
 
 def load_compare(path):
     """Read a compare JSON written by :func:`compare_models` (InputError naming the file if not)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError('compare json', str(path), f'cannot read: {exc}') from exc
-    if not isinstance(data, dict) or 'rows' not in data or 'models' not in data:
-        raise InputError('compare json', str(path), 'not a comparison written by liquid-controller compare')
-    return data
+    from liquid_controller.evaluation.results import read_report
+    return read_report(path, 'compare json', ('rows', 'models'), 'liquid-controller compare')
 
 
 def eval_config_from_args(scenes, laps, seeds, seconds_per_lap=90.0, max_seconds=None, plots=True,

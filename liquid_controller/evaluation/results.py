@@ -181,6 +181,20 @@ def _attention_table(compare, models, scenes):
     return lines
 
 
+def read_report(path, what, keys, written_by):
+    """Read the JSON report at ``path`` that must be a dict holding ``keys``; InputError naming
+    ``what`` and the file when it cannot be read or is not one (``written_by``: the command that
+    writes such reports, for the message)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(what, str(path), f'cannot read: {exc}') from None
+    if not isinstance(data, dict) or any(k not in data for k in keys):
+        raise InputError(what, str(path), f'not a report written by {written_by}')
+    return data
+
+
 def replace_marked_block(text, content, where='README', begin=BEGIN, end=END):
     """Return ``text`` with everything between the ``begin`` and ``end`` markers replaced by ``content``.
 

@@ -308,3 +308,16 @@ def test_ray_evaluation_equals_the_local_one_episode_by_episode(model_path, worl
     assert not ray.is_initialized()                       # the Ray this call started is shut down
     with pytest.raises(InputError, match="expected 'auto' or a Ray cluster address"):
         evaluate_driver(ControllerDriver(model_path), config, progress=False, ray='')
+
+
+def test_reading_a_report_that_is_not_one_names_the_file_and_the_command(tmp_path):
+    from liquid_controller.evaluation.benchmark import load_result
+    from liquid_controller.evaluation.compare import load_compare
+    broken, other = tmp_path / 'broken.json', tmp_path / 'other.json'
+    broken.write_text('{"runs": [')
+    other.write_text(json.dumps({'runs': [], 'suite': {}}))
+    with pytest.raises(InputError, match=r'broken\.json.*cannot read'):
+        load_result(broken)
+    with pytest.raises(InputError, match=r'other\.json.*liquid-controller compare'):
+        load_compare(other)                               # a benchmark report is not a comparison
+    assert load_result(other) == {'runs': [], 'suite': {}}
