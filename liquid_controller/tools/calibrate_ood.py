@@ -58,8 +58,10 @@ def run(args):
     """Calibrate and store; print the threshold. Errors: one line on stderr, exit code 1."""
     try:
         if args.closed_loop:
-            from liquid_controller.evaluation.closed_loop_calibration import calibrate_closed_loop
-            stats, _ = calibrate_closed_loop(args.model, args.closed_loop, _seeds(args.seeds), laps=args.laps,
+            from liquid_controller.evaluation.closed_loop_calibration import (calibrate_closed_loop,
+                                                                              parse_seeds)
+            stats, _ = calibrate_closed_loop(args.model, args.closed_loop, parse_seeds(args.seeds),
+                                             laps=args.laps,
                                              window=args.window, quantile=args.quantile,
                                              workers=args.workers, progress=not args.quiet,
                                              source=args.source)
@@ -75,8 +77,3 @@ def run(args):
           f'{100 * stats.quantile:g}% quantile, window {stats.window} frames)')
     return 0
 
-
-def _seeds(text):
-    """'1,2,5' or '100-115' (inclusive) -> tuple of ints; InputError naming --seeds otherwise."""
-    from liquid_controller.evaluation.closed_loop_calibration import parse_seeds
-    return parse_seeds(text, '--seeds')
